@@ -1,0 +1,1 @@
+"""One module per `abaw` subcommand; each defines `cli`. Keep heavy imports inside functions."""

@@ -1,0 +1,116 @@
+"""What every command shares: the shape of per-video inputs/outputs, sharding, progress."""
+
+import os
+import sys
+import time
+
+import click
+
+from abawtools import sharding
+from abawtools.errors import AbawError
+from abawtools.formats import video_id
+
+
+def shard_option(f):
+    return click.option(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help="Process only shard I of N (balanced by frames). Default: from SLURM_ARRAY_TASK_ID/"
+        "SLURM_ARRAY_TASK_COUNT when set, else everything.",
+    )(f)
+
+
+def skip_existing_option(f):
+    return click.option(
+        "--skip-existing", is_flag=True, help="Leave outputs that already exist alone (resubmitted array tasks)."
+    )(f)
+
+
+def resolve_shard(text):
+    if text is None:
+        return sharding.shard_from_env()
+    try:
+        return sharding.parse_shard(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from None
+
+
+def plan_outputs(inputs, out, ext):
+    """[(input, output)]: one input -> `out` is a file (`-` = stdout); several -> `out` is a folder."""
+    if not inputs:
+        inputs = ("-",)
+    if len(inputs) == 1 and (out is None or not os.path.isdir(out)):
+        return [(inputs[0], out or "-")]
+    if out in (None, "-"):
+        raise click.UsageError("several inputs need -o FOLDER (one output per video)")
+    os.makedirs(out, exist_ok=True)
+    seen = {}
+    plan = []
+    for path in inputs:
+        vid = video_id(path)
+        if vid in seen:
+            raise AbawError(f"{path} and {seen[vid]} would both write {vid}{ext}")
+        seen[vid] = path
+        plan.append((path, os.path.join(out, vid + ext)))
+    return plan
+
+
+def apply_shard(items, shard, size_of):
+    """Keep this shard's part of `items`, balanced by `size_of(item)` (e.g. its frame count)."""
+    if shard is None or shard[1] == 1:
+        return list(items)
+    return sharding.select(items, [size_of(item) for item in items], shard)
+
+
+def skip_done(plan, skip_existing):
+    """Drop the items (input, output, ...) whose output exists, with --skip-existing."""
+    if not skip_existing:
+        return plan
+    todo = [item for item in plan if item[1] == "-" or not os.path.exists(item[1])]
+    if len(todo) < len(plan):
+        log(f"skipping {len(plan) - len(todo)} existing output(s)")
+    return todo
+
+
+def log(message):
+    click.echo(message, err=True)
+
+
+class Progress:
+    """A quiet progress line on stderr: redrawn in place on a terminal, a line every few % otherwise."""
+
+    def __init__(self, total, label, unit="frames"):
+        self.total, self.label, self.unit = total, label, unit
+        self.done = 0
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, n=1):
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= (0.2 if self.tty else 10.0) or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            total = f"/{self.total}" if self.total else ""
+            text = f"{self.label}: {self.done}{total} {self.unit} ({rate:.0f}/s)"
+            if self.tty:
+                sys.stderr.write("\r" + text + ("\n" if self.done == self.total else ""))
+                sys.stderr.flush()
+            else:
+                log(text)
+
+    def close(self):
+        if self.tty and self.done != self.total:
+            sys.stderr.write("\n")
+
+
+def npy_frames(path):
+    """Row count of an NPY without reading it (for balancing shards)."""
+    import numpy as np
+
+    try:
+        return int(np.load(path, mmap_mode="r").shape[0])
+    except Exception:
+        return 1

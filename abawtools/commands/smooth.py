@@ -1,0 +1,64 @@
+"""abaw smooth: logits (T, 8) -> smoothed labels (or logits), one file per video."""
+
+import click
+
+from abawtools.commands import _common
+from abawtools.smoothing import LOGIT_METHODS, METHODS
+
+
+@click.command(name="smooth")
+@click.argument("inputs", nargs=-1, metavar="[LOGITS.npy|-]...")
+@click.option("-o", "--output", default=None, metavar="OUT|-",
+              help="Output file (`-` = stdout, the default); a folder with several inputs.")
+@click.option("-k", "--kernel", default=11, show_default=True, type=int, help="Filter length (odd).")
+@click.option("--method", type=click.Choice(METHODS), default="median", show_default=True,
+              help="median: per-class median of the logits, then argmax; median-labels: median of the "
+              "label ids (the reference implementation); mode: majority vote; mean: moving average.")
+@click.option("--format", "fmt", type=click.Choice(["labels", "npy", "submission"]), default="labels",
+              show_default=True,
+              help="labels: Aff-Wild2 label file; npy: smoothed logits; submission: one ABAW CSV for all inputs.")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --format submission: the organisers' example file listing every frame to submit.")
+@_common.shard_option
+@_common.skip_existing_option
+def cli(inputs, output, kernel, method, fmt, template, shard, skip_existing):
+    """Median-filter frame-level logits over time (paper §3.6) and write labels.
+
+    \b
+    Examples:
+      abaw smooth logits.npy > pred.txt
+      abaw infer -m model.safetensors --visual v.npy --audio a.npy | abaw smooth - -k 11
+      abaw smooth logits/*.npy -o pred/                   # pred/ID.txt per video
+      abaw smooth logits/*.npy --format submission --template example.txt -o submission.csv
+    """
+    import numpy as np
+
+    from abawtools import formats, smoothing
+
+    if kernel < 1 or kernel % 2 == 0:
+        raise click.BadParameter(f"must be a positive odd number, got {kernel}", param_hint="-k")
+    if fmt == "npy" and method not in LOGIT_METHODS:
+        raise click.UsageError(f"--method {method} yields labels only; use --format labels")
+    if template and fmt != "submission":
+        raise click.UsageError("--template goes with --format submission")
+
+    if fmt == "submission":
+        predictions = {}
+        for path in inputs or ("-",):
+            vid = formats.video_id(path) if path != "-" else "stdin"
+            predictions[vid] = smoothing.smooth(formats.read_logits(path), kernel, method)[0]
+        filled = formats.write_submission(output or "-", predictions, template)
+        if template:
+            _common.log(f"submission: {filled} listed frame(s) had no prediction and were forward-filled")
+        return
+
+    ext = ".npy" if fmt == "npy" else ".txt"
+    plan = _common.plan_outputs(inputs, output, ext)
+    plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
+    plan = _common.skip_done(plan, skip_existing)
+    for path, out in plan:
+        labels, smoothed = smoothing.smooth(formats.read_logits(path), kernel, method)
+        if fmt == "npy":
+            formats.write_npy(out, np.asarray(smoothed, dtype=np.float32))
+        else:
+            formats.write_labels(out, labels)

@@ -1,0 +1,263 @@
+"""File formats shared by every command (see DESIGN.md): NPY, EXPR label files, the submission CSV.
+
+Everything that writes goes through `atomic_output`: a temporary file in the target's folder that
+is renamed into place only when the writer finished, so a killed job never leaves a half file.
+`-` means stdin for readers and stdout for writers.
+"""
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+
+from abawtools import CLASSES, NUM_CLASSES
+from abawtools.errors import AbawError
+
+LABEL_HEADER = ",".join(CLASSES)
+SUBMISSION_HEADER = "image_location," + LABEL_HEADER
+NPY_MAGIC = b"\x93NUMPY"
+_FRAME_RE = re.compile(r"^(?P<video>.+)/(?P<frame>\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------- paths
+def video_id(path):
+    """`.../123-45-67x89_left.npy` -> `123-45-67x89_left`."""
+    name = os.path.basename(str(path).rstrip("/"))
+    for ext in (".npy", ".txt", ".csv", ".mp4", ".avi", ".mkv", ".mov", ".wav", ".flac", ".webm"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return os.path.splitext(name)[0] if "." in name else name
+
+
+def shared_audio_id(vid):
+    """Two-person Aff-Wild2 videos `ID_left` / `ID_right` share the audio of `ID`."""
+    for suffix in ("_left", "_right"):
+        if vid.endswith(suffix):
+            return vid[: -len(suffix)]
+    return vid
+
+
+def find_for_video(folder, vid, ext):
+    """The file for video `vid` in `folder` (`vid.ext`, else the shared `ID.ext` of ID_left/_right)."""
+    for candidate in dict.fromkeys((vid, shared_audio_id(vid))):
+        path = os.path.join(folder, candidate + ext)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+# -------------------------------------------------------------------------------------- output
+@contextlib.contextmanager
+def atomic_output(path, mode="wb"):
+    """Yield a file object for `path`; `-` is stdout. The file appears only if the block succeeds."""
+    if path in ("-", None):
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        yield stream
+        stream.flush()
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise AbawError(f"{path}: output folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_npy(path, array):
+    with atomic_output(path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _read_bytes(path):
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise AbawError(f"{path}: {exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------------------- NPY
+def read_npy(path, mmap=False):
+    """Load an NPY from a path or `-` (a pipe is not seekable: read it whole first). Never pickles."""
+    try:
+        if path == "-":
+            return np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
+        if not os.path.exists(path):
+            raise AbawError(f"{path}: no such file")
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except AbawError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        name = "stdin" if path == "-" else path
+        raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
+
+
+def read_logits(path, data=None):
+    """Logits `(T, 8)` as float32, checked for shape and finiteness."""
+    arr = read_npy(path) if data is None else data
+    name = "stdin" if path == "-" else path
+    if arr.ndim != 2 or arr.shape[1] != NUM_CLASSES:
+        raise AbawError(f"{name}: expected logits of shape (T, {NUM_CLASSES}), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise AbawError(f"{name}: logits must be numeric, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise AbawError(f"{name}: logits contain NaN or Inf")
+    return arr
+
+
+# ------------------------------------------------------------------------------------ labels
+def parse_labels(text, name="labels"):
+    """Parse an Aff-Wild2 EXPR file: the class header, then one integer in [-1, 7] per frame."""
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise AbawError(f"{name}: empty label file")
+    header = lines[0].lstrip("\ufeff").replace(" ", "").strip()
+    if header.lower() != LABEL_HEADER.lower():
+        raise AbawError(f"{name}:1: expected header '{LABEL_HEADER}', got '{lines[0][:80]}'")
+    body = [line.strip() for line in lines[1:]]
+    try:
+        labels = np.array(body, dtype=np.str_).astype(np.int64) if body else np.zeros(0, np.int64)
+    except ValueError:
+        for i, value in enumerate(body):
+            try:
+                int(value)
+            except ValueError:
+                raise AbawError(f"{name}:{i + 2}: expected an integer label, got '{value[:40]}'") from None
+        raise
+    bad = np.flatnonzero((labels < -1) | (labels >= NUM_CLASSES))
+    if bad.size:
+        i = int(bad[0])
+        raise AbawError(f"{name}:{i + 2}: label {labels[i]} outside [-1, {NUM_CLASSES - 1}]")
+    return labels
+
+
+def read_labels(path):
+    raw = _read_bytes(path)
+    name = "stdin" if path == "-" else path
+    if raw.startswith(NPY_MAGIC):
+        raise AbawError(f"{name}: expected a label file, got an NPY")
+    return parse_labels(raw.decode("utf-8", errors="replace"), name)
+
+
+def format_labels(labels):
+    labels = np.asarray(labels, dtype=np.int64)
+    return LABEL_HEADER + "\n" + "".join(f"{v}\n" for v in labels.tolist())
+
+
+def write_labels(path, labels):
+    with atomic_output(path, "wb") as fh:
+        fh.write(format_labels(labels).encode())
+
+
+def read_predictions(path):
+    """PRED for `score`: a label file, or a logits NPY whose argmax is taken."""
+    raw = _read_bytes(path)
+    name = "stdin" if path == "-" else path
+    if raw.startswith(NPY_MAGIC):
+        try:
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+        except ValueError as exc:
+            raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
+        return read_logits(path, data=arr).argmax(axis=1)
+    return parse_labels(raw.decode("utf-8", errors="replace"), name)
+
+
+# -------------------------------------------------------------------------------- submission
+def _parse_image_location(location, name, lineno):
+    m = _FRAME_RE.match(location.strip())
+    if not m:
+        raise AbawError(f"{name}:{lineno}: expected 'VIDEO/00001.jpg', got '{location[:60]}'")
+    return m.group("video"), int(m.group("frame"))
+
+
+def _submission_rows(path):
+    """Yield (lineno, video, frame_number, label_or_None) from a submission-layout CSV."""
+    raw = _read_bytes(path).decode("utf-8", errors="replace")
+    name = "stdin" if path == "-" else path
+    lines = raw.splitlines()
+    if not lines or lines[0].lstrip("\ufeff").replace(" ", "").lower() != SUBMISSION_HEADER.lower():
+        first = lines[0][:80] if lines else ""
+        raise AbawError(f"{name}:1: expected header '{SUBMISSION_HEADER}', got '{first}'")
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        vid, frame = _parse_image_location(fields[0], name, lineno)
+        label = None
+        if len(fields) > 1 and fields[1].strip():
+            try:
+                label = int(fields[1])
+            except ValueError:
+                raise AbawError(f"{name}:{lineno}: expected an integer label, got '{fields[1][:40]}'") from None
+            if not 0 <= label < NUM_CLASSES:
+                raise AbawError(f"{name}:{lineno}: label {label} outside [0, {NUM_CLASSES - 1}]")
+        yield lineno, vid, frame, label
+
+
+def read_submission(path):
+    """{video: labels} with labels[t] = the label of frame t+1; frames not listed are -1."""
+    name = "stdin" if path == "-" else path
+    frames = {}
+    for lineno, vid, frame, label in _submission_rows(path):
+        if label is None:
+            raise AbawError(f"{name}:{lineno}: missing label")
+        frames.setdefault(vid, {})[frame] = label
+    out = {}
+    for vid, by_frame in frames.items():
+        labels = np.full(max(by_frame), -1, dtype=np.int64)
+        for frame, label in by_frame.items():
+            labels[frame - 1] = label
+        out[vid] = labels
+    return out
+
+
+def write_submission(path, predictions, template=None):
+    """Write the ABAW submission CSV from {video: labels}; returns the number of forward-filled rows.
+
+    With `template` (the organisers' example file) exactly its rows are written, in its order; a
+    listed frame with no prediction (no face crop, past the end of the logits, an unknown video)
+    takes the previous frame's label of the same video, or the video's first predicted label.
+    Without a template every predicted frame is written.
+    """
+    filled = 0
+    out = [SUBMISSION_HEADER]
+    if template is None:
+        for vid in sorted(predictions):
+            out.extend(f"{vid}/{t + 1:05d}.jpg,{int(v)}" for t, v in enumerate(predictions[vid]))
+    else:
+        last = {}
+        for _, vid, frame, _ in _submission_rows(template):
+            pred = predictions.get(vid)
+            if pred is not None and 0 < frame <= len(pred) and pred[frame - 1] >= 0:
+                label = int(pred[frame - 1])
+            else:
+                filled += 1
+                if vid in last:
+                    label = last[vid]
+                elif pred is not None and (pred >= 0).any():
+                    label = int(pred[pred >= 0][0])
+                else:
+                    label = 0
+            last[vid] = label
+            out.append(f"{vid}/{frame:05d}.jpg,{label}")
+    with atomic_output(path, "wb") as fh:
+        fh.write(("\n".join(out) + "\n").encode())
+    return filled

@@ -1,0 +1,135 @@
+import os
+
+import numpy as np
+import pytest
+from conftest import abaw
+from scipy import ndimage
+
+from abawtools import smoothing
+
+
+@pytest.mark.parametrize("k", [1, 3, 11, 31])
+def test_median_matches_scipy_ndimage(rng, k):
+    logits = rng.normal(size=(257, 8)).astype(np.float32)
+    ours = smoothing.median_filter(logits, k)
+    ref = ndimage.median_filter(logits, size=(k, 1), mode="nearest")
+    np.testing.assert_array_equal(ours, ref)
+    labels, smoothed = smoothing.smooth(logits, k, "median")
+    np.testing.assert_array_equal(labels, ref.argmax(1))
+
+
+def test_median_labels_and_mean_match_scipy(rng):
+    logits = rng.normal(size=(100, 8)).astype(np.float32)
+    labels, none = smoothing.smooth(logits, 11, "median-labels")
+    assert none is None
+    np.testing.assert_array_equal(labels, ndimage.median_filter(logits.argmax(1), size=11, mode="nearest"))
+    labels, smoothed = smoothing.smooth(logits, 5, "mean")
+    ref = ndimage.uniform_filter1d(logits.astype(np.float64), 5, axis=0, mode="nearest")
+    np.testing.assert_allclose(smoothed, ref, atol=1e-5)
+
+
+def test_mode_filter_majority_by_hand():
+    labels = np.array([1, 1, 2, 1, 3, 3, 3, 0, 3])
+    # k=3, edges repeated: windows [1,1,1] [1,1,2] [1,2,1] [2,1,3] [1,3,3] [3,3,3] [3,3,0] [3,0,3] [0,3,3]
+    expected = [1, 1, 1, 1, 3, 3, 3, 3, 3]  # [2,1,3] is a 3-way tie -> lowest id (1)
+    np.testing.assert_array_equal(smoothing.mode_filter(labels, 3), expected)
+
+
+def test_no_shift_at_the_edges():
+    # a constant run of class 4 must stay class 4 up to the last frame (zero padding would not)
+    logits = np.full((30, 8), -5.0, dtype=np.float32)
+    logits[:, 4] = 5.0
+    for method in smoothing.METHODS:
+        labels, _ = smoothing.smooth(logits, 11, method)
+        assert (labels == 4).all(), method
+    # a step edge stays where it is
+    step = np.full((40, 8), -1.0, dtype=np.float32)
+    step[:20, 2] = 1.0
+    step[20:, 6] = 1.0
+    labels, _ = smoothing.smooth(step, 11, "median")
+    np.testing.assert_array_equal(labels, [2] * 20 + [6] * 20)
+
+
+def test_short_and_empty_inputs():
+    for T in (0, 1, 4):
+        logits = np.arange(T * 8, dtype=np.float32).reshape(T, 8)
+        for method in smoothing.METHODS:
+            labels, _ = smoothing.smooth(logits, 11, method)
+            assert labels.shape == (T,)
+
+
+def test_cli_smooth_file_to_stdout_and_npy(run, tmp_path, rng):
+    logits = rng.normal(size=(50, 8)).astype(np.float32)
+    np.save(tmp_path / "l.npy", logits)
+    res = run(["smooth", tmp_path / "l.npy"])
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("Neutral,Anger")
+    expected = ndimage.median_filter(logits, size=(11, 1), mode="nearest").argmax(1)
+    np.testing.assert_array_equal([int(x) for x in lines[1:]], expected)
+
+    res = run(["smooth", tmp_path / "l.npy", "--format", "npy", "-k", "5", "-o", tmp_path / "s.npy"])
+    assert res.exit_code == 0 and res.stdout == ""
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), ndimage.median_filter(logits, size=(5, 1), mode="nearest"))
+
+
+def test_cli_smooth_many_inputs_to_folder(run, tmp_path, rng):
+    for vid in ("a", "b_left", "c"):
+        np.save(tmp_path / f"{vid}.npy", rng.normal(size=(30, 8)).astype(np.float32))
+    out = tmp_path / "pred"
+    inputs = [tmp_path / f"{v}.npy" for v in ("a", "b_left", "c")]
+    res = run(["smooth", *inputs, "-o", out])
+    assert res.exit_code == 0, res.stderr
+    assert sorted(os.listdir(out)) == ["a.txt", "b_left.txt", "c.txt"]
+    # shards 0/2 and 1/2 together write every video exactly once
+    outs = []
+    for s in ("0/2", "1/2"):
+        d = tmp_path / f"shard{s[0]}"
+        assert run(["smooth", *inputs, "-o", d, "--shard", s]).exit_code == 0
+        outs += os.listdir(d)
+    assert sorted(outs) == ["a.txt", "b_left.txt", "c.txt"]
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["-k", "4"], 2, "positive odd number"),
+        (["-k", "0"], 2, "positive odd number"),
+        (["--method", "mode", "--format", "npy"], 2, "labels only"),
+    ],
+)
+def test_cli_smooth_usage_errors(tmp_path, rng, args, code, message):
+    np.save(tmp_path / "l.npy", rng.normal(size=(5, 8)).astype(np.float32))
+    proc = abaw("smooth", tmp_path / "l.npy", "-o", tmp_path / "o.txt", *args, check=False)
+    assert proc.returncode == code
+    assert message in proc.stderr.decode()
+    assert not (tmp_path / "o.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (np.zeros((5, 7), np.float32), "expected logits of shape (T, 8)"),
+        (np.full((5, 8), np.nan, np.float32), "NaN"),
+        (b"not an npy", "not a readable NPY"),
+    ],
+)
+def test_cli_smooth_bad_input_one_line_exit_1_no_output(tmp_path, content, message):
+    bad = tmp_path / "bad.npy"
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        np.save(bad, content)
+    out = tmp_path / "o.txt"
+    proc = abaw("smooth", bad, "-o", out, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert err.count("\n") == 1 and err.startswith("abaw smooth: error: ") and message in err
+    assert "Traceback" not in err
+    assert not out.exists() and os.listdir(tmp_path) == ["bad.npy"]
+
+
+def test_missing_file_is_one_line(tmp_path):
+    proc = abaw("smooth", tmp_path / "nope.npy", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == f"abaw smooth: error: {tmp_path / 'nope.npy'}: no such file\n"
