@@ -52,3 +52,33 @@ def write_label_file(path, labels):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def make_feature_set(root, rng, n_videos=6, dv=16, da=12, t_range=(150, 400), missing=0.1, seg=(20, 60),
+                     prefix="v"):
+    """Synthetic per-video features whose labels are a learnable function of them.
+
+    Labels are piecewise constant; visual = class prototype + noise (some frames NaN = no face),
+    audio = another prototype + noise. Returns the three folders.
+    """
+    protos = np.random.default_rng(99)  # the same classes in every set (train, val, test)
+    vis_proto = protos.normal(size=(8, dv)) * 2
+    aud_proto = protos.normal(size=(8, da)) * 2
+    dirs = [root / "visual", root / "audio", root / "labels"]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    for i in range(n_videos):
+        T = int(rng.integers(*t_range))
+        labels = []
+        while len(labels) < T:
+            labels += [int(rng.integers(0, 8))] * int(rng.integers(*seg))
+        labels = np.array(labels[:T])
+        v = vis_proto[labels] + rng.normal(size=(T, dv))
+        a = aud_proto[labels] + rng.normal(size=(T, da))
+        v[rng.random(T) < missing] = np.nan
+        y = labels.copy()
+        y[rng.random(T) < 0.05] = -1
+        np.save(dirs[0] / f"{prefix}{i}.npy", v.astype(np.float16))
+        np.save(dirs[1] / f"{prefix}{i}.npy", a.astype(np.float32))
+        write_label_file(dirs[2] / f"{prefix}{i}.txt", y)
+    return dirs

@@ -1,0 +1,84 @@
+"""abaw infer: a video's visual + aligned audio features -> frame-level logits (T, 8)."""
+
+import click
+
+from abawtools.commands import _common
+
+
+@click.command(name="infer")
+@click.option("-m", "--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              metavar="MODEL.safetensors")
+@click.option("--visual", type=click.Path(dir_okay=False, allow_dash=True), default=None, help="Visual features (T, Dv).")
+@click.option("--audio", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Aligned audio features (T, Da); leave out for a video with no audio track.")
+@click.option("--visual-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Many videos: every ID.npy here (with --audio-dir), one OUT/ID.npy each.")
+@click.option("--audio-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Aligned audio for --visual-dir; ID_left/ID_right fall back to ID.npy.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="LOGITS.npy|-|FOLDER")
+@click.option("-W", "--window", type=click.IntRange(min=1), default=None, help="Window (default: the model's, 64).")
+@click.option("-S", "--stride", type=click.IntRange(min=1), default=None, help="Stride (default: the model's, 8).")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1), help="Windows per forward pass.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA).")
+@_common.shard_option
+@_common.skip_existing_option
+def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride, batch_size, device, bf16,
+        shard, skip_existing):
+    """Run a trained model over every window of a video and soft-vote the logits per frame.
+
+    Each frame's logits are the mean over all windows covering it (paper §3.6); all windows of
+    a video go through the model in batches. Frames without a face (NaN rows) are masked; a
+    video with no face at all, or no audio, still gets finite logits from the other modality.
+
+    \b
+    Examples:
+      abaw infer -m model.safetensors --visual visual/118.npy --audio audio/118.npy -o logits/118.npy
+      abaw infer -m model.safetensors --visual v.npy --audio a.npy | abaw smooth - > pred.txt
+      abaw infer -m model.safetensors --visual-dir visual/ --audio-dir audio/ -o logits/ --shard 0/4
+    """
+    import os
+
+    import torch
+
+    from abawtools import data, formats, inference
+    from abawtools.errors import AbawError
+    from abawtools.model import load_model
+
+    if bool(visual) == bool(visual_dir):
+        raise click.UsageError("give --visual (one video) or --visual-dir (many)")
+    if visual_dir and not audio_dir:
+        raise click.UsageError("--visual-dir needs --audio-dir")
+    dev = inference.pick_device(device)
+    model, info = load_model(model_path, dev)
+    autocast = torch.bfloat16 if bf16 else None
+
+    if visual:
+        plan = [(visual, output, audio)]
+    else:
+        if output in (None, "-"):
+            raise click.UsageError("--visual-dir needs -o FOLDER")
+        os.makedirs(output, exist_ok=True)
+        plan = []
+        for f in sorted(os.listdir(visual_dir)):
+            if f.endswith(".npy"):
+                vid = formats.video_id(f)
+                a = formats.find_for_video(audio_dir, vid, ".npy")
+                if a is None:
+                    _common.log(f"warning: {vid}: no audio features in {audio_dir}; audio treated as missing")
+                plan.append((os.path.join(visual_dir, f), os.path.join(output, vid + ".npy"), a))
+        plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
+    plan = _common.skip_done(plan, skip_existing)
+    progress = _common.Progress(len(plan), "infer", unit="videos") if len(plan) > 1 else None
+    for v_path, out, a_path in plan:
+        video = data.Video(formats.video_id(v_path), v_path, a_path, audio_dim=model.cfg.audio_dim)
+        if video.dims != (model.cfg.visual_dim, model.cfg.audio_dim):
+            raise AbawError(f"{video.vid}: features are {video.dims[0]} + {video.dims[1]} dims, the model expects "
+                            f"{model.cfg.visual_dim} + {model.cfg.audio_dim}")
+        if a_path and abs(len(video.audio) - video.frames) > 2:
+            _common.log(f"warning: {video.vid}: audio has {len(video.audio)} rows, visual {video.frames} "
+                        "(run abaw align first?)")
+        logits = inference.predict_video(model, video, window, stride, batch_size, dev, autocast)
+        formats.write_npy(out, logits)
+        if progress:
+            progress.update()

@@ -1,0 +1,109 @@
+"""abaw train: window manifests -> one .safetensors model."""
+
+import click
+
+
+@click.command(name="train")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--val", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Validation manifest: each epoch is scored (soft voting + smoothing + pooled F1), the best kept.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="MODEL.safetensors")
+@click.option("--arch", type=click.Choice(["dual", "baseline"]), default="dual", show_default=True,
+              help="dual: the paper's network; baseline: the two-stream MLP of §4.3.")
+@click.option("--d-model", default=256, show_default=True, type=click.IntRange(min=8))
+@click.option("--layers", default=3, show_default=True, type=click.IntRange(min=0), help="Self-attention layers per branch.")
+@click.option("--heads", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--modality-dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="p: probability that a training window loses its whole visual stream.")
+@click.option("--lambda", "fusion_lambda", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+              help="Baseline: visual weight of the decision fusion.")
+@click.option("--audio-context", default=18, show_default=True, type=click.IntRange(min=0),
+              help="Baseline: audio of a frame = mean over +-N frames.")
+@click.option("--gamma", default=2.0, show_default=True, type=float, help="Focal loss focusing parameter.")
+@click.option("--beta", default=0.9999, show_default=True, type=float, help="Effective-number beta for class weights.")
+@click.option("--no-class-weights", is_flag=True, help="Plain focal loss, no class weights.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per step (global).")
+@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--weight-decay", default=0.01, show_default=True, type=float)
+@click.option("--warmup", default=0.05, show_default=True, type=click.FloatRange(0, 1), help="Share of steps for linear warmup.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--smooth-k", default=11, show_default=True, type=int, help="Median kernel for validation.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--no-bf16", is_flag=True, help="Train in fp32 on CUDA too.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint folder: continue from it if it holds a checkpoint (default: MODEL.safetensors.ckpt).")
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--stop-after-steps", type=int, default=None, hidden=True)
+def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, fusion_lambda,
+        audio_context, gamma, beta, no_class_weights, epochs, batch_size, lr, weight_decay, warmup, seed,
+        smooth_k, device, no_bf16, resume_dir, threads, stop_after_steps):
+    """Train the dual-branch network (or the MLP baseline) on windows cut on the fly.
+
+    Focal loss (gamma) with effective-number class weights (beta), AdamW with warmup and cosine
+    decay, visual modality dropout, bf16 autocast on CUDA. A checkpoint is written after every
+    epoch to the --resume folder; on SIGTERM or SIGUSR1 (SLURM's warning before it stops or
+    requeues a job) one is written at once and the command exits with status 75: running the
+    same command again continues exactly where it stopped. Several GPUs or processes:
+    `torchrun --nproc-per-node N -m abawtools train ...`.
+
+    \b
+    Examples:
+      abaw train train.csv --val val.csv -o model.safetensors
+      abaw train train.csv -o base.safetensors --arch baseline --lambda 0.7
+      abaw train train.csv -o m.safetensors --modality-dropout 0.15 --d-model 512 --layers 2 --seed 3
+    """
+    import sys
+
+    import torch
+
+    from abawtools import windows
+    from abawtools.commands._common import log
+    from abawtools.errors import AbawError
+    from abawtools.model import ModelConfig, save_model
+    from abawtools.smoothing import check_kernel
+    from abawtools.training import EXIT_PREEMPTED, Preempted, TrainOptions, train
+
+    try:
+        check_kernel(smooth_k)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--smooth-k") from None
+    if d_model % heads:
+        raise click.BadParameter(f"--d-model {d_model} must be divisible by --heads {heads}", param_hint="--d-model")
+    if threads:
+        torch.set_num_threads(threads)
+    rows = windows.read_manifest(manifest)
+    val_rows = windows.read_manifest(val) if val else None
+    W = rows[0]["stop"] - rows[0]["start"]
+    cfg = ModelConfig(arch=arch, d_model=d_model, layers=layers, heads=heads, dropout=dropout,
+                      modality_dropout=modality_dropout, window=W, stride=_stride(rows, W),
+                      fusion_lambda=fusion_lambda, audio_context=audio_context if arch == "baseline" else 0)
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
+                        gamma=gamma, beta=beta, class_weights=not no_class_weights, seed=seed,
+                        smooth_k=smooth_k, device=device, bf16=not no_bf16)
+    checkpoint_dir = resume_dir or output + ".ckpt"
+    try:
+        model, summary, rank = train(rows, cfg, opts, checkpoint_dir, val_rows, log=log,
+                                     stop_after_steps=stop_after_steps)
+    except Preempted as why:
+        log(f"abaw train: stopped ({why}); checkpoint in {checkpoint_dir}. "
+            f"Run the same command with --resume {checkpoint_dir} to continue.")
+        sys.exit(EXIT_PREEMPTED)
+    except ValueError as exc:
+        raise AbawError(str(exc)) from None
+    if rank == 0:
+        save_model(output, model, extra={"training": summary, "manifest": manifest})
+        best = summary["best"]
+        log(f"wrote {output}" + (f" (best epoch {best['epoch']}, val macro F1 {best['val_macro_f1']:.4f})" if best else ""))
+
+
+def _stride(rows, W):
+    """The stride the manifest was made with: the commonest step between a video's windows."""
+    from collections import Counter
+
+    by_video = {}
+    for r in rows:
+        by_video.setdefault(r["video"], []).append(r["start"])
+    steps = Counter(b - a for starts in by_video.values() for a, b in zip(sorted(starts), sorted(starts)[1:]))
+    return steps.most_common(1)[0][0] if steps else max(1, W // 8)

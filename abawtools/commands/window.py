@@ -1,0 +1,78 @@
+"""abaw window: per-video features + labels -> a CSV manifest of training windows."""
+
+import click
+
+from abawtools.errors import AbawError
+
+
+@click.command(name="window")
+@click.option("--visual", "visual_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of ID.npy visual features (T, Dv); NaN rows = no face.")
+@click.option("--audio", "audio_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of ID.npy aligned audio features (T, Da); ID_left/ID_right fall back to ID.npy.")
+@click.option("--labels", "label_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of ID.txt EXPR annotations: these name the videos.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="MANIFEST.csv|-")
+@click.option("-W", "--window", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("-S", "--stride", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-invalid", default=0.25, show_default=True, type=click.FloatRange(0, 1),
+              help="Drop windows whose share of -1 labels (over their real frames) is above this.")
+def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
+    """Index the sliding windows of every labelled video (paper §4.4), without copying features.
+
+    One row per window: video, feature and label files, start, stop, valid fraction. Windows
+    step by S and a last one ends exactly at the video's end; a video shorter than W gets one
+    window whose missing tail is masked and labelled -1. Class counts go to stderr.
+
+    \b
+    Example:
+      abaw window --visual feats/visual --audio feats/audio \\
+                  --labels EXPR_Recognition_Challenge/Train_Set -o train.csv
+    """
+    import os
+
+    import numpy as np
+
+    from abawtools import CLASSES, formats, windows
+    from abawtools.commands._common import log
+
+    label_files = sorted(f for f in os.listdir(label_dir) if f.endswith(".txt"))
+    if not label_files:
+        raise AbawError(f"{label_dir}: no .txt label files")
+    rows, counts, skipped, dropped = [], np.zeros(len(CLASSES), np.int64), [], 0
+    for f in label_files:
+        vid = formats.video_id(f)
+        visual = os.path.join(visual_dir, vid + ".npy")  # each face has its own; audio may be shared
+        visual = visual if os.path.exists(visual) else None
+        audio = formats.find_for_video(audio_dir, vid, ".npy")
+        if visual is None or audio is None:
+            skipped.append(vid)
+            continue
+        labels = formats.read_labels(os.path.join(label_dir, f))
+        T = len(labels)
+        for path in (visual, audio):
+            n = int(np.load(path, mmap_mode="r").shape[0])
+            if abs(n - T) > 2:
+                log(f"warning: {vid}: {os.path.basename(os.path.dirname(path))}/{os.path.basename(path)} has {n} rows, "
+                    f"the annotation {T} frames (missing rows are treated as missing, extra rows ignored)")
+        starts = windows.window_starts(T, window, stride)
+        fractions = windows.valid_fractions(labels, starts, window)
+        for s, frac in zip(starts, fractions):
+            if 1.0 - frac > max_invalid + 1e-12:
+                dropped += 1
+                continue
+            seg = labels[s : s + window]
+            counts += np.bincount(seg[seg >= 0], minlength=len(CLASSES))
+            rows.append({"video": vid, "visual": os.path.abspath(visual), "audio": os.path.abspath(audio),
+                         "labels": os.path.abspath(os.path.join(label_dir, f)), "frames": T, "start": int(s),
+                         "stop": int(s) + window, "valid_fraction": float(frac)})
+    if skipped:
+        log(f"warning: {len(skipped)} labelled video(s) without visual or audio features, skipped: "
+            + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    if not rows:
+        raise AbawError("no window left (check the feature folders and --max-invalid)")
+    with formats.atomic_output(output, "w") as fh:
+        windows.write_manifest(fh, rows)
+    log(f"{len(rows)} windows from {len({r['video'] for r in rows})} videos "
+        f"(W={window}, S={stride}; {dropped} dropped for > {max_invalid:.0%} invalid labels)")
+    log("labelled frames in windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, counts)))

@@ -1,0 +1,137 @@
+"""Per-video features opened as memory maps, and batches of windows cut from them on the fly."""
+
+import os
+
+import numpy as np
+
+from abawtools import formats, windows
+from abawtools.errors import AbawError
+
+
+class Video:
+    """One video's visual (T, Dv) and aligned audio (T, Da) features, and optionally its labels.
+
+    Features stay memory-mapped (float16 or float32 on disk). T is the label count when labels
+    are given (the annotation decides, as in Aff-Wild2), else the visual row count; a feature
+    file a frame or two shorter or longer is padded with missing rows or cut at read time.
+    An empty audio path means the video has no audio track: every audio frame is missing.
+    """
+
+    def __init__(self, vid, visual_path, audio_path, labels_path=None, audio_dim=None):
+        self.vid = vid
+        self.visual = _open_features(visual_path)
+        if audio_path:
+            self.audio = _open_features(audio_path)
+        else:
+            if audio_dim is None:
+                raise AbawError(f"{vid}: no audio features and no audio dimension to stand in")
+            self.audio = np.full((0, audio_dim), np.nan, np.float32)
+        self.labels = formats.read_labels(labels_path) if labels_path else None
+        self.frames = len(self.labels) if self.labels is not None else len(self.visual)
+
+    @property
+    def dims(self):
+        return self.visual.shape[1], self.audio.shape[1]
+
+
+class NpyRows:
+    """Row slices of a 2-D NPY file read with pread: random windows without loading the file.
+
+    np.memmap would do the same, but every page it touches stays in the process's resident set
+    (a training epoch touches all of Aff-Wild2's features, gigabytes); pread leaves them to the
+    page cache, so peak RSS stays at the batch size, not the data set size.
+    """
+
+    def __init__(self, path):
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if fortran and len(shape) > 1:
+            raise AbawError(f"{path}: Fortran-ordered NPY is not supported; save it C-ordered")
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            raise TypeError("NpyRows supports row slices only")
+        lo, hi, step = index.indices(self.shape[0])
+        if step != 1:
+            raise TypeError("NpyRows supports contiguous row slices only")
+        n = max(hi - lo, 0)
+        buf = os.pread(self.fd, n * self.row_bytes, self.offset + lo * self.row_bytes)
+        return np.frombuffer(buf, dtype=self.dtype).reshape((n,) + self.shape[1:])
+
+    def __del__(self):
+        fd = getattr(self, "fd", None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _open_features(path):
+    if path != "-" and not os.path.exists(path):
+        raise AbawError(f"{path}: no such file")
+    try:
+        arr = formats.read_npy(path) if path == "-" else NpyRows(path)
+    except (ValueError, OSError) as exc:
+        raise AbawError(f"{path}: not a readable NPY file ({exc})") from None
+    if arr.ndim != 2:
+        raise AbawError(f"{path}: expected features (T, D), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise AbawError(f"{path}: features must be float16/float32, got {arr.dtype}")
+    return arr
+
+
+def cut_batch(items, window, audio_context=0):
+    """Stack windows [(video, start), ...] into numpy arrays for the model.
+
+    Returns visual (B, W, Dv), audio (B, W + 2c, Da), their presence masks, labels (B, W) with -1
+    on padding; missing rows are zero in the feature arrays (the model masks them anyway).
+    """
+    c = audio_context
+    visual, audio, labels = [], [], []
+    for video, start in items:
+        end = min(start + window, video.frames)  # frames past T (padding) are missing everywhere
+        v = windows.cut(video.visual[:end], start, window, np.nan)
+        a = windows.cut(video.audio[: min(end + c, video.frames)], start - c, window + 2 * c, np.nan)
+        visual.append(v)
+        audio.append(a)
+        if video.labels is not None:
+            labels.append(windows.cut(video.labels, start, window, -1, dtype=np.int64))
+    visual = np.stack(visual)
+    audio = np.stack(audio)
+    v_mask = windows.present_rows(visual)
+    a_mask = windows.present_rows(audio)
+    visual[~v_mask] = 0.0
+    audio[~a_mask] = 0.0
+    out = {"visual": visual, "audio": audio, "visual_mask": v_mask, "audio_mask": a_mask}
+    if labels:
+        out["labels"] = np.stack(labels)
+    return out
+
+
+def feature_stats(arrays, chunk=65536):
+    """Per-dimension mean and std over the present rows of several (T, D) arrays (float64 sums)."""
+    total = None
+    for arr in arrays:
+        for lo in range(0, len(arr), chunk):
+            x = np.asarray(arr[lo : lo + chunk], dtype=np.float64)
+            x = x[np.isfinite(x).all(axis=1)]
+            if total is None:
+                total = [0, np.zeros(arr.shape[1]), np.zeros(arr.shape[1])]
+            total[0] += len(x)
+            total[1] += x.sum(axis=0)
+            total[2] += (x * x).sum(axis=0)
+    if total is None or total[0] == 0:
+        dim = arrays[0].shape[1] if arrays else 0
+        return np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    n, s, ss = total
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
