@@ -116,7 +116,7 @@ def cut_batch(items, window, audio_context=0):
     return out
 
 
-def feature_stats(arrays, chunk=65536):
+def feature_stats(arrays, chunk=8192):
     """Per-dimension mean and std over the present rows of several (T, D) arrays (float64 sums)."""
     total = None
     for arr in arrays:

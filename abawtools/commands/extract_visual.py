@@ -1,0 +1,90 @@
+"""abaw extract-visual: videos or cropped_aligned folders -> per-frame face features (T, D)."""
+
+import click
+
+from abawtools.commands import _common
+
+
+@click.command(name="extract-visual")
+@click.argument("inputs", nargs=-1, required=True, metavar="VIDEO|FRAME_FOLDER...")
+@click.option("-o", "--output", default="-", show_default=True, metavar="OUT.npy|-|FOLDER",
+              help="A file for one input (`-` = stdout); a folder with several: OUT/ID.npy each.")
+@click.option("--model", default="hog", show_default=True, metavar="NAME|DIR|hog",
+              help="A Hugging Face vision model (local folder or hub id: BEiT, ViT, ResNet, ...), or the "
+              "weight-free built-in HOG descriptor.")
+@click.option("--no-detect", is_flag=True, help="Inputs are already face crops (e.g. cropped_aligned): no detector.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="Backbone precision (fp16/bf16 on GPU).")
+@click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Precision of the NPY written (float16 halves the disk for BEiT-large features).")
+@click.option("--frames", type=click.IntRange(min=0), default=None, help="Force T rows (pad with NaN / cut).")
+@click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Take T from this label file (one input only).")
+@_common.shard_option
+@_common.skip_existing_option
+def cli(inputs, output, model, no_detect, batch_size, device, dtype, save_dtype, frames, like, shard, skip_existing):
+    """Find the face in every frame and turn it into a feature vector (paper §3.2).
+
+    A video file is decoded frame by frame; a folder in the Aff-Wild2 cropped_aligned layout
+    (00001.jpg = frame 0) is read in frame order, a missing number being a frame without a face.
+    Rows of NaN mark frames with no usable face (none found, missing or unreadable file).
+
+    \b
+    Examples:
+      abaw extract-visual clip.mp4 -o visual/clip.npy
+      abaw extract-visual cropped_aligned/* --no-detect --model ./beit-large-affwild2 \\
+          --device cuda --dtype bf16 --save-dtype float16 -o visual/ --skip-existing
+      sbatch --array=0-15 examples/slurm/extract.sbatch      # one shard per array task
+    """
+    import numpy as np
+
+    from abawtools import formats, visual
+    from abawtools.commands.align import frame_count
+
+    if like and (frames is not None or len(inputs) > 1):
+        raise click.UsageError("--like takes one input and excludes --frames")
+    target = frame_count(like) if like else frames
+    plan = _common.plan_outputs(inputs, output, ".npy")
+    plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _frames_hint(item[0]))
+    plan = _common.skip_done(plan, skip_existing)
+    if not plan:
+        return
+    torch_dtype = None
+    dev = "cpu"
+    if model != "hog":
+        import torch
+
+        from abawtools.inference import pick_device
+
+        dev = pick_device(device)
+        torch_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    extractor = visual.load_extractor(model, dev, torch_dtype)
+    cropper = visual.FaceCropper(size=extractor.crop_size, detect=not no_detect)
+    for path, out in plan:
+        source = visual.open_source(path)
+        bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
+        feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update)
+        bar.close()
+        missing = int((~np.isfinite(feats).all(axis=1)).sum())
+        note = f", {source.unreadable} unreadable file(s)" if source.unreadable else ""
+        _common.log(f"{formats.video_id(path)}: {len(feats)} frames, {missing} without a face{note}")
+        formats.write_npy(out, feats.astype(save_dtype))
+
+
+def _frames_hint(path):
+    """Frame count for balancing shards, cheaply: images in a folder, else the container's count."""
+    import os
+
+    if os.path.isdir(path):
+        return len(os.listdir(path))
+    try:
+        import cv2
+
+        cap = cv2.VideoCapture(path)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        return max(n, 1)
+    except Exception:
+        return 1

@@ -1,0 +1,203 @@
+import io
+import os
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import FACE_PNG, abaw, write_label_file
+
+from abawtools import audio, demo, visual
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A real H.264/AAC clip: the fixture face moving, with stretches where it leaves the frame."""
+    root = tmp_path_factory.mktemp("clip")
+    rng = np.random.default_rng(0)
+    T = 60
+    labels = np.repeat([0, 3, 5, 1], 15)
+    faceless = np.zeros(T, bool)
+    faceless[20:32] = True
+    face = demo.load_face(FACE_PNG)
+    demo.write_clip(str(root / "clip.mp4"), labels, faceless, face, rng)
+    demo.write_clip(str(root / "silent.mp4"), labels[:20], faceless[:20], face, rng, with_audio=False)
+    return root, T, faceless
+
+
+def test_fixture_face_is_found():
+    img = cv2.imread(FACE_PNG)
+    x, y, w, h = visual.FaceCropper(detect_width=1000).find(img)
+    assert abs(x - 177) < 15 and abs(y - 66) < 15 and abs(w - 95) < 20
+
+
+def test_extract_visual_video_marks_faceless_frames(clip, tmp_path):
+    root, T, faceless = clip
+    proc = abaw("extract-visual", root / "clip.mp4", "-o", tmp_path / "v.npy")
+    feats = np.load(tmp_path / "v.npy")
+    assert feats.shape == (T, 1764) and feats.dtype == np.float32
+    found = np.isfinite(feats).all(axis=1)
+    assert (found == ~faceless).mean() >= 0.9, found.astype(int)
+    assert not found[22:30].any()  # the stretch without a face is NaN
+    assert b"without a face" in proc.stderr
+
+
+def test_extract_visual_frame_folder_missing_and_corrupt(tmp_path, run):
+    face = demo.load_face(FACE_PNG, size=112)
+    folder = tmp_path / "cropped_aligned" / "7_left"
+    folder.mkdir(parents=True)
+    for t in range(1, 11):
+        if t == 4:
+            continue  # no crop for frame 4: missing
+        cv2.imwrite(str(folder / f"{t:05d}.jpg"), np.roll(face, t, axis=1))
+    (folder / "00007.jpg").write_bytes(b"not a jpeg")
+    res = run(["extract-visual", folder, "--no-detect", "-o", tmp_path / "v.npy"])
+    assert res.exit_code == 0, res.stderr
+    feats = np.load(tmp_path / "v.npy")
+    assert feats.shape == (10, 1764)
+    missing = ~np.isfinite(feats).all(axis=1)
+    np.testing.assert_array_equal(np.flatnonzero(missing), [3, 6])
+    assert "1 unreadable" in res.stderr
+    # the built-in feature is exactly OpenCV's HOG of the grey 64x64 crop
+    crop = cv2.resize(cv2.imread(str(folder / "00001.jpg")), (64, 64), interpolation=cv2.INTER_AREA)
+    ref = cv2.HOGDescriptor((64, 64), (16, 16), (8, 8), (8, 8), 9).compute(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
+    np.testing.assert_allclose(feats[0], ref.reshape(-1), atol=1e-6)
+    # --like / --frames match an annotation file: padded with NaN or cut
+    write_label_file(tmp_path / "l.txt", [0] * 12)
+    assert run(["extract-visual", folder, "--no-detect", "--like", tmp_path / "l.txt", "-o", tmp_path / "w.npy"]).exit_code == 0
+    w = np.load(tmp_path / "w.npy")
+    assert w.shape == (12, 1764) and np.isnan(w[10:]).all()
+
+
+def _tiny_vision(tmp_path, kind):
+    from transformers import BeitConfig, BeitModel, ViTConfig, ViTModel
+
+    if kind == "beit":
+        model = BeitModel(BeitConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                     image_size=64, patch_size=16, use_mean_pooling=True))
+    else:
+        model = ViTModel(ViTConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
+                                   image_size=32, patch_size=8))
+    path = tmp_path / kind
+    model.save_pretrained(path)
+    size = model.config.image_size
+    (path / "preprocessor_config.json").write_text(
+        '{"do_resize": true, "size": {"height": %d, "width": %d}, "do_normalize": true, '
+        '"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_rescale": true, '
+        '"rescale_factor": 0.00392156862745098}' % (size, size)
+    )
+    return path, model.eval()
+
+
+@pytest.mark.parametrize("kind", ["beit", "vit"])
+def test_extract_visual_hf_model_from_folder(tmp_path, kind):
+    import torch
+
+    path, model = _tiny_vision(tmp_path, kind)
+    face = demo.load_face(FACE_PNG, size=112)
+    folder = tmp_path / "crops" / "v1"
+    folder.mkdir(parents=True)
+    for t in range(1, 4):
+        cv2.imwrite(str(folder / f"{t:05d}.png"), face)
+    abaw("extract-visual", folder, "--no-detect", "--model", path, "--batch-size", "2", "-o", tmp_path / "f.npy")
+    feats = np.load(tmp_path / "f.npy")
+    assert feats.shape == (3, model.config.hidden_size)
+    # independent pre-processing: resize, scale to [0, 1], normalise with mean = std = 0.5
+    size = model.config.image_size
+    rgb = cv2.cvtColor(cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    x = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        ref = model(pixel_values=x).pooler_output[0].numpy()
+    np.testing.assert_allclose(feats[0], ref, atol=1e-4)
+
+
+def test_extract_audio_fbank_from_video_and_wav(clip, tmp_path):
+    root, T, _ = clip
+    feats = np.load(io.BytesIO(abaw("extract-audio", root / "clip.mp4").stdout))
+    duration = T / demo.FPS
+    assert abs(len(feats) - duration * 50) <= 3 and feats.shape[1] == 80
+    assert np.isfinite(feats).all()
+    # a 44.1 kHz stereo WAV: resampled to 16 kHz, rows = (N - 400) // 320 + 1
+    sr = 44100
+    t = np.arange(int(1.5 * sr)) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    sf.write(tmp_path / "tone.wav", np.stack([tone, tone], 1), sr)
+    wav = audio.load_audio(str(tmp_path / "tone.wav"))
+    assert len(wav) == 24000
+    feats = np.load(io.BytesIO(abaw("extract-audio", tmp_path / "tone.wav").stdout))
+    assert len(feats) == (24000 - 400) // 320 + 1
+    # the strongest mel band is the one whose centre is nearest 1 kHz
+    mel = 2595 * np.log10(1 + np.linspace(20, 8000, 82) / 700)
+    centres = 700 * (10 ** (np.linspace(mel[0], mel[-1], 82)[1:-1] / 2595) - 1)
+    assert abs(int(np.median(feats.argmax(1))) - int(np.abs(centres - 1000).argmin())) <= 1
+
+
+def test_extract_audio_no_track_is_one_line_error(clip, tmp_path):
+    root, _, _ = clip
+    proc = abaw("extract-audio", root / "silent.mp4", "-o", tmp_path / "a.npy", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().endswith("silent.mp4: no audio track\n") and proc.stderr.count(b"\n") == 1
+    assert not (tmp_path / "a.npy").exists()
+
+
+def _tiny_speech(tmp_path, layers):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
+
+    if layers == 0:  # conv front end (per-frame LayerNorm, as in the large models) + positional conv only
+        model = Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=0, num_attention_heads=2,
+                                             intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
+                                             num_conv_pos_embedding_groups=4, feat_extract_norm="layer"))
+    else:
+        model = WavLMModel(WavLMConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                                       intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
+                                       num_conv_pos_embedding_groups=4))
+    path = tmp_path / f"speech{layers}"
+    model.save_pretrained(path)
+    return path
+
+
+def test_chunked_equals_unchunked_small_receptive_field(tmp_path):
+    path = _tiny_speech(tmp_path, 0)
+    speech = audio.SpeechModel(str(path))
+    wav = np.random.default_rng(0).normal(size=16000 * 7 + 123).astype(np.float32)
+    whole = speech(wav)
+    assert len(whole) == audio.num_rows(len(wav))
+    chunked = audio.chunked_features(wav, speech, chunk_seconds=1.3, context_seconds=1.0)
+    np.testing.assert_allclose(chunked, whole, atol=1e-4)
+
+
+def test_extract_audio_wavlm_folder_cli(tmp_path):
+    path = _tiny_speech(tmp_path, 2)
+    sr = 16000
+    sf.write(tmp_path / "s.wav", np.random.default_rng(1).normal(size=3 * sr).astype(np.float32) * 0.1, sr)
+    proc = abaw("extract-audio", tmp_path / "s.wav", "--model", path, "--chunk-seconds", "1", "-o", tmp_path / "a.npy")
+    feats = np.load(tmp_path / "a.npy")
+    assert feats.shape == (149, 32) and np.isfinite(feats).all()  # STACK.md: 149 rows for 3 s
+    assert proc.stdout == b""
+
+
+def test_bad_model_folder_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    sf.write(tmp_path / "s.wav", np.zeros(16000, np.float32), 16000)
+    proc = abaw("extract-audio", tmp_path / "s.wav", "--model", tmp_path / "empty", check=False)
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
+    assert b"cannot load speech model" in proc.stderr
+
+
+def test_many_inputs_sharded_exactly_once(clip, tmp_path):
+    root, _, _ = clip
+    inputs = [root / "clip.mp4", root / "silent.mp4"]
+    outs = []
+    for s in ("0/2", "1/2"):
+        d = tmp_path / s.replace("/", "of")
+        abaw("extract-visual", *inputs, "-o", d, "--shard", s)
+        outs += os.listdir(d)
+    assert sorted(outs) == ["clip.npy", "silent.npy"]
+    # SLURM array variables pick the shard when --shard is not given
+    d = tmp_path / "slurm"
+    abaw("extract-visual", *inputs, "-o", d, env={"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"})
+    assert len(os.listdir(d)) == 1
+    # --skip-existing leaves finished outputs alone
+    before = os.path.getmtime(d / os.listdir(d)[0])
+    abaw("extract-visual", *inputs, "-o", d, "--skip-existing", env={"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"})
+    assert os.path.getmtime(d / os.listdir(d)[0]) == before
