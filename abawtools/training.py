@@ -135,6 +135,21 @@ def validate(model, videos, k, device, autocast_dtype=None):
 
 def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_after_steps=None):
     """Train and return (model with the best weights, summary). Raises Preempted after a checkpoint."""
+    # from the first moment: a SIGUSR1 during start-up must not kill the job (its default action)
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        return _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop):
     world, rank, device = _dist_setup(opts)
     if opts.batch_size % world:
         raise AbawError(f"--batch-size {opts.batch_size} must be divisible by the {world} processes")
@@ -212,69 +227,63 @@ def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_
         torch.save(state, tmp)
         os.replace(tmp, state_path)
 
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     if rank == 0:
         log(f"training {cfg.arch}: {len(trainset.items)} windows from {len(trainset.videos)} videos, "
             f"{sum(p.numel() for p in model.parameters())} parameters, {world} process(es) on {device}")
         log("class counts in training windows: " + ", ".join(f"{c}={n}" for c, n in zip(_class_names(), counts)))
     steps_done = 0
-    try:
-        while epoch < opts.epochs:
-            # the epoch's order depends on (seed, epoch) only, so a resumed run replays it exactly
-            order = np.random.default_rng([opts.seed, epoch]).permutation(len(trainset.items))
-            net.train()
-            t0, seen, loss_sum = time.monotonic(), 0, 0.0
-            while batch_in_epoch < steps_per_epoch:
-                idx = order[batch_in_epoch * opts.batch_size : (batch_in_epoch + 1) * opts.batch_size]
-                mine = idx[rank::world]
-                batch = inference.to_tensors(
-                    data.cut_batch([trainset.items[i] for i in mine], cfg.window, cfg.audio_context), device
-                )
-                valid_here = int((batch["labels"] >= 0).sum())
-                valid_all = _all_sum(valid_here, device, world)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    logits = net(batch["visual"], batch["audio"], batch["visual_mask"], batch["audio_mask"])
-                # sum over this rank's frames / all ranks' valid frames, times world because DDP
-                # averages gradients: the update is exactly Eq. 5 over the global batch
-                local = loss.focal_loss(logits, batch["labels"], opts.gamma, weights) * max(valid_here, 1)
-                batch_loss = local * world / max(valid_all, 1.0)
-                optim.zero_grad(set_to_none=True)
-                batch_loss.backward()
-                optim.step()
-                sched.step()
-                batch_in_epoch += 1
-                steps_done += 1
-                seen += len(idx)
-                loss_sum += _all_sum(local.item(), device, world) / max(valid_all, 1.0)
-                interrupt = stop["signal"] or (stop_after_steps is not None and steps_done >= stop_after_steps)
-                if _all_sum(1.0 if interrupt else 0.0, device, world) > 0:
-                    save_checkpoint()
-                    raise Preempted(stop["signal"] or f"stopped after {steps_done} steps")
-            rate = seen / max(time.monotonic() - t0, 1e-9)
-            record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "windows_per_s": rate,
-                      "lr": sched.get_last_lr()[0]}
-            if val_videos and rank == 0:
-                result = validate(model, val_videos, opts.smooth_k, device, autocast_dtype)
-                record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
-                if best is None or result["macro_f1"] > best["val_macro_f1"]:
-                    best = dict(record)
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            history.append(record)
-            if rank == 0:
-                log("epoch {epoch}/{n}: loss {loss:.4f}, {windows_per_s:.0f} windows/s".format(n=opts.epochs, **record)
-                    + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
-                       if "val_macro_f1" in record else ""))
-            epoch += 1
-            batch_in_epoch = 0
-            save_checkpoint()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    while epoch < opts.epochs:
+        # the epoch's order depends on (seed, epoch) only, so a resumed run replays it exactly
+        order = np.random.default_rng([opts.seed, epoch]).permutation(len(trainset.items))
+        net.train()
+        t0, seen, loss_sum = time.monotonic(), 0, 0.0
+        while batch_in_epoch < steps_per_epoch:
+            idx = order[batch_in_epoch * opts.batch_size : (batch_in_epoch + 1) * opts.batch_size]
+            mine = idx[rank::world]
+            idle = len(mine) == 0  # a last batch smaller than the world: DDP still needs every rank's step
+            batch = inference.to_tensors(
+                data.cut_batch([trainset.items[i] for i in (idx[:1] if idle else mine)], cfg.window,
+                               cfg.audio_context), device
+            )
+            if idle:
+                batch["labels"].fill_(-1)  # a window that adds nothing to the loss
+            valid_here = int((batch["labels"] >= 0).sum())
+            valid_all = _all_sum(valid_here, device, world)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = net(batch["visual"], batch["audio"], batch["visual_mask"], batch["audio_mask"])
+            # sum over this rank's frames / all ranks' valid frames, times world because DDP
+            # averages gradients: the update is exactly Eq. 5 over the global batch
+            local = loss.focal_loss(logits, batch["labels"], opts.gamma, weights) * max(valid_here, 1)
+            batch_loss = local * world / max(valid_all, 1.0)
+            optim.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            optim.step()
+            sched.step()
+            batch_in_epoch += 1
+            steps_done += 1
+            seen += len(idx)
+            loss_sum += _all_sum(local.item(), device, world) / max(valid_all, 1.0)
+            interrupt = stop["signal"] or (stop_after_steps is not None and steps_done >= stop_after_steps)
+            if _all_sum(1.0 if interrupt else 0.0, device, world) > 0:
+                save_checkpoint()
+                raise Preempted(stop["signal"] or f"stopped after {steps_done} steps")
+        rate = seen / max(time.monotonic() - t0, 1e-9)
+        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "windows_per_s": rate,
+                  "lr": sched.get_last_lr()[0]}
+        if val_videos and rank == 0:
+            result = validate(model, val_videos, opts.smooth_k, device, autocast_dtype)
+            record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
+            if best is None or result["macro_f1"] > best["val_macro_f1"]:
+                best = dict(record)
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        history.append(record)
+        if rank == 0:
+            log("epoch {epoch}/{n}: loss {loss:.4f}, {windows_per_s:.0f} windows/s".format(n=opts.epochs, **record)
+                + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
+                   if "val_macro_f1" in record else ""))
+        epoch += 1
+        batch_in_epoch = 0
+        save_checkpoint()
 
     final = copy.deepcopy(model).cpu()
     if best_state:

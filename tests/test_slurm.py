@@ -1,0 +1,97 @@
+"""The sbatch recipes run for real on a one-node Slurm on localhost (examples/slurm/local-cluster.sh).
+
+Skipped where Slurm cannot be started (not root, or no slurmctld and no apt); `.ci/run` installs
+Slurm and sets ABAW_REQUIRE_SLURM=1, which turns that skip into a failure.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import FACE_PNG, abaw
+
+from abawtools import demo
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+SLURM = os.path.join(ROOT, "examples", "slurm")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp("slurm")
+    required = os.environ.get("ABAW_REQUIRE_SLURM") == "1"
+    if os.geteuid() != 0 or not (shutil.which("slurmctld") or shutil.which("apt-get")):
+        if required:
+            pytest.fail("ABAW_REQUIRE_SLURM=1 but Slurm cannot be installed here")
+        pytest.skip("needs root and Slurm (or apt-get to install it)")
+    proc = subprocess.run(["bash", os.path.join(SLURM, "local-cluster.sh"), "start", str(state)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        if required:
+            pytest.fail("local Slurm did not start:\n" + proc.stderr)
+        pytest.skip("local Slurm did not start: " + proc.stderr[-300:])
+    env = dict(os.environ)
+    env["SLURM_CONF"] = str(state / "slurm.conf")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    for k in [k for k in env if k.startswith("SLURM_") and k != "SLURM_CONF"]:
+        del env[k]
+    yield env
+    subprocess.run(["bash", os.path.join(SLURM, "local-cluster.sh"), "stop", str(state)], check=False)
+    assert not subprocess.run(["pgrep", "-f", f"slurmctld -f {state}"], capture_output=True).stdout
+    assert not subprocess.run(["pgrep", "-f", "slurmstepd"], capture_output=True).stdout
+
+
+def sbatch(env, cwd, *args):
+    out = subprocess.run(["sbatch", "--parsable", *map(str, args)], env=env, cwd=cwd, capture_output=True,
+                         text=True, check=True).stdout
+    return out.strip().split(";")[0]
+
+
+def test_extract_array_each_video_exactly_once(cluster, tmp_path):
+    rng = np.random.default_rng(0)
+    face = demo.load_face(FACE_PNG)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i, seconds in enumerate((1.0, 1.5, 2.0, 2.5, 3.0)):
+        T = int(seconds * demo.FPS)
+        demo.write_clip(str(videos / f"c{i}.mp4"), np.zeros(T, int), np.zeros(T, bool), face, rng)
+    subprocess.run(["sbatch", "--wait", "--array=0-3", os.path.join(SLURM, "extract.sbatch"), videos, videos, "feats"],
+                   env=cluster, cwd=tmp_path, check=True, capture_output=True)
+    for kind in ("visual", "audio50"):
+        assert sorted(os.listdir(tmp_path / "feats" / kind)) == [f"c{i}.npy" for i in range(5)]
+    done = {}
+    for log in tmp_path.glob("abaw-extract-*.log"):
+        for vid in re.findall(r"^(c\d): \d+ frames", log.read_text(), re.M):
+            done.setdefault(vid, []).append(log.name)
+    assert sorted(done) == [f"c{i}" for i in range(5)]
+    assert all(len(v) == 1 for v in done.values()), done  # no video extracted twice
+    assert len({n for v in done.values() for n in v}) == 4  # all four tasks had work
+
+
+def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path):
+    from conftest import make_feature_set
+
+    make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
+    d = tmp_path / "d"
+    abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels", "-o", tmp_path / "t.csv")
+    job = sbatch(cluster, tmp_path, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
+                 "--epochs", "6", "--d-model", "32", "--layers", "1", "--heads", "4", "--batch-size", "16")
+    ckpt = tmp_path / "m.safetensors.ckpt" / "checkpoint.pt"
+    deadline = time.time() + 180
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert ckpt.exists(), "no checkpoint: the job did not start"
+    subprocess.run(["scancel", "--signal=USR1", job], env=cluster, check=True)
+    deadline = time.time() + 300
+    while not (tmp_path / "m.safetensors").exists() and time.time() < deadline:
+        # Slurm holds a requeued job for about two minutes before it may start again; skip the wait
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, capture_output=True)
+        time.sleep(1)
+    log = (tmp_path / f"abaw-train-{job}.log").read_text()
+    assert (tmp_path / "m.safetensors").exists(), log
+    assert "requeueing job" in log and "resumed from" in log and "SIGUSR1" in log
