@@ -16,10 +16,10 @@ echo "== 1. make demo clips (python -m abawtools.demo)" >&2
 
 for split in train val; do
   echo "== 2. extract features: $split" >&2
-  abaw extract-visual videos/$split/*.mp4 -o feats/$split/visual --skip-existing
-  abaw extract-audio  videos/$split/*.mp4 -o feats/$split/audio50 --skip-existing
+  abaw extract-visual videos/$split/*.mp4 -o feats/$split/visual/ --skip-existing
+  abaw extract-audio  videos/$split/*.mp4 -o feats/$split/audio50/ --skip-existing
   echo "== 3. align audio rows onto video frames: $split" >&2
-  abaw align feats/$split/audio50/*.npy --like-dir feats/$split/visual -o feats/$split/audio --skip-existing
+  abaw align feats/$split/audio50/*.npy --like-dir feats/$split/visual -o feats/$split/audio/ --skip-existing
   echo "== 4. index windows: $split" >&2
   abaw window --visual feats/$split/visual --audio feats/$split/audio --labels labels/$split -o $split.csv
 done
@@ -30,7 +30,7 @@ abaw train train.csv --val val.csv -o model.safetensors --epochs 15 --d-model 64
 
 echo "== 6. infer + smooth on the validation clips" >&2
 abaw infer -m model.safetensors --visual-dir feats/val/visual --audio-dir feats/val/audio -o logits
-abaw smooth logits/*.npy -o pred
+abaw smooth logits/*.npy -o pred/
 
 echo "== 7. score (table on stdout, plots in report.png)" >&2
 abaw score --pred-dir pred --label-dir labels/val --format table --plot report.png

@@ -133,3 +133,10 @@ def test_missing_file_is_one_line(tmp_path):
     proc = abaw("smooth", tmp_path / "nope.npy", check=False)
     assert proc.returncode == 1
     assert proc.stderr.decode() == f"abaw smooth: error: {tmp_path / 'nope.npy'}: no such file\n"
+
+
+def test_one_input_into_a_new_folder_with_trailing_slash(run, tmp_path, rng):
+    np.save(tmp_path / "only.npy", rng.normal(size=(9, 8)).astype(np.float32))
+    res = run(["smooth", tmp_path / "only.npy", "-o", str(tmp_path / "new") + "/"])
+    assert res.exit_code == 0, res.stderr
+    assert os.listdir(tmp_path / "new") == ["only.txt"]

@@ -37,10 +37,15 @@ def resolve_shard(text):
 
 
 def plan_outputs(inputs, out, ext):
-    """[(input, output)]: one input -> `out` is a file (`-` = stdout); several -> `out` is a folder."""
+    """[(input, output)]: one input -> `out` is a file (`-` = stdout); several -> `out` is a folder.
+
+    `out` is also a folder when it exists as one or ends with `/`, so `-o feats/` works whatever
+    a glob expands to.
+    """
     if not inputs:
         inputs = ("-",)
-    if len(inputs) == 1 and (out is None or not os.path.isdir(out)):
+    is_folder = out not in (None, "-") and (os.path.isdir(out) or out.endswith(os.sep))
+    if len(inputs) == 1 and not is_folder:
         return [(inputs[0], out or "-")]
     if out in (None, "-"):
         raise click.UsageError("several inputs need -o FOLDER (one output per video)")

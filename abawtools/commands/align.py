@@ -22,7 +22,7 @@ def frame_count(path):
 @click.command(name="align")
 @click.argument("inputs", nargs=-1, metavar="AUDIO.npy...")
 @click.option("-o", "--output", default=None, metavar="OUT|-",
-              help="Output file (`-` = stdout, the default); a folder with several inputs or --like-dir.")
+              help="Output file (`-` = stdout, the default); a folder with several inputs, --like-dir, or a path ending in /.")
 @click.option("--frames", type=click.IntRange(min=0), default=None, help="Target number of video frames T.")
 @click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Take T from this visual NPY or label file.")

@@ -8,7 +8,7 @@ from abawtools.commands import _common
 @click.command(name="extract-audio")
 @click.argument("inputs", nargs=-1, required=True, metavar="VIDEO|AUDIO...")
 @click.option("-o", "--output", default="-", show_default=True, metavar="OUT.npy|-|FOLDER",
-              help="A file for one input (`-` = stdout); a folder with several: OUT/ID.npy each.")
+              help="A file for one input (`-` = stdout); a folder (several inputs, or a path ending in /): OUT/ID.npy each.")
 @click.option("--model", default="fbank", show_default=True, metavar="NAME|DIR|fbank",
               help="A Hugging Face speech SSL model (WavLM, HuBERT, wav2vec2; local folder or hub id), "
               "or the weight-free 80-bin log-mel filterbank.")

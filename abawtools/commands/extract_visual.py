@@ -8,7 +8,7 @@ from abawtools.commands import _common
 @click.command(name="extract-visual")
 @click.argument("inputs", nargs=-1, required=True, metavar="VIDEO|FRAME_FOLDER...")
 @click.option("-o", "--output", default="-", show_default=True, metavar="OUT.npy|-|FOLDER",
-              help="A file for one input (`-` = stdout); a folder with several: OUT/ID.npy each.")
+              help="A file for one input (`-` = stdout); a folder (several inputs, or a path ending in /): OUT/ID.npy each.")
 @click.option("--model", default="hog", show_default=True, metavar="NAME|DIR|hog",
               help="A Hugging Face vision model (local folder or hub id: BEiT, ViT, ResNet, ...), or the "
               "weight-free built-in HOG descriptor.")

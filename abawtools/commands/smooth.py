@@ -9,7 +9,7 @@ from abawtools.smoothing import LOGIT_METHODS, METHODS
 @click.command(name="smooth")
 @click.argument("inputs", nargs=-1, metavar="[LOGITS.npy|-]...")
 @click.option("-o", "--output", default=None, metavar="OUT|-",
-              help="Output file (`-` = stdout, the default); a folder with several inputs.")
+              help="Output file (`-` = stdout, the default); a folder (several inputs, or a path ending in /).")
 @click.option("-k", "--kernel", default=11, show_default=True, type=int, help="Filter length (odd).")
 @click.option("--method", type=click.Choice(METHODS), default="median", show_default=True,
               help="median: per-class median of the logits, then argmax; median-labels: median of the "
