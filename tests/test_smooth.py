@@ -140,3 +140,23 @@ def test_one_input_into_a_new_folder_with_trailing_slash(run, tmp_path, rng):
     res = run(["smooth", tmp_path / "only.npy", "-o", str(tmp_path / "new") + "/"])
     assert res.exit_code == 0, res.stderr
     assert os.listdir(tmp_path / "new") == ["only.txt"]
+
+
+def test_cli_submission_with_template_then_scored(run, tmp_path, rng):
+    from abawtools import formats
+
+    logits = {}
+    for vid, T in (("10-60_left", 20), ("7", 15)):
+        logits[vid] = rng.normal(size=(T, 8)).astype(np.float32)
+        np.save(tmp_path / f"{vid}.npy", logits[vid])
+    rows = [f"10-60_left/{t:05d}.jpg," for t in range(1, 21)] + [f"7/{t:05d}.jpg," for t in range(1, 18)]
+    (tmp_path / "template.txt").write_text(formats.SUBMISSION_HEADER + "\n" + "\n".join(rows) + "\n")
+    res = run(["smooth", tmp_path / "10-60_left.npy", tmp_path / "7.npy", "--format", "submission",
+               "--template", tmp_path / "template.txt", "-k", "3", "-o", tmp_path / "sub.csv"])
+    assert res.exit_code == 0, res.stderr
+    assert "2 listed frame(s) had no prediction" in res.stderr  # 7 has 15 frames, 17 listed
+    sub = formats.read_submission(str(tmp_path / "sub.csv"))
+    expected = ndimage.median_filter(logits["7"], size=(3, 1), mode="nearest").argmax(1)
+    np.testing.assert_array_equal(sub["7"][:15], expected)
+    assert sub["7"][15] == sub["7"][16] == expected[-1]  # forward-filled
+    assert len(sub["10-60_left"]) == 20
