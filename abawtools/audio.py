@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from abawtools.errors import AbawError
-from abawtools.hf import preprocessor_config, quiet_transformers
+from abawtools.hf import load_pretrained, preprocessor_config
 
 SAMPLE_RATE = 16000
 HOP = 320  # 20 ms at 16 kHz -> 50 rows per second
@@ -121,16 +121,10 @@ class SpeechModel:
 
     def __init__(self, name, device="cpu", dtype=None):
         import torch
-        from transformers import AutoModel
 
-        quiet_transformers()
-        try:
-            self.model = AutoModel.from_pretrained(name)
-        except (OSError, ValueError) as exc:
-            raise AbawError(f"cannot load speech model {name!r}: {str(exc).splitlines()[0]}") from None
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model.to(self.device, dtype=dtype).eval()
+        self.model = load_pretrained(name, "speech", self.device, dtype)
         self.normalize = _wants_normalised_input(name)
         self.dim = self.model.config.hidden_size
 

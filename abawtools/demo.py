@@ -75,46 +75,54 @@ def make_labels(frames, rng, seg=(25, 70)):
 
 
 def write_clip(path, labels, faceless, face, rng, with_audio=True):
-    """Write an H.264 (+ AAC) mp4 with PyAV; returns the number of frames."""
-    import av
-
+    """A demo clip: the face (with its class overlay) moving, a class tone; returns the frame count."""
     T = len(labels)
-    container = av.open(path, "w")
-    vs = container.add_stream("h264", rate=FPS)
-    vs.width, vs.height, vs.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-    if with_audio:
-        aus = container.add_stream("aac", rate=RATE)
-        aus.layout = "mono"
     fh, fw = face.shape[:2]
     overlays = [expression_overlay(face, c) for c in range(len(CLASSES))]
-    for t in range(T):
-        img = background(t)
-        if not faceless[t]:
-            x = int((SIZE[0] - fw) * (0.5 + 0.4 * math.sin(2 * math.pi * t / (FPS * 6))))
-            y = int((SIZE[1] - fh) * (0.5 + 0.3 * math.sin(2 * math.pi * t / (FPS * 4))))
-            img[y : y + fh, x : x + fw] = overlays[labels[t]]
-        frame = av.VideoFrame.from_ndarray(img[:, :, ::-1].copy(), format="rgb24")
-        for packet in vs.encode(frame):
+
+    def frames():
+        for t in range(T):
+            img = background(t)
+            if not faceless[t]:
+                x = int((SIZE[0] - fw) * (0.5 + 0.4 * math.sin(2 * math.pi * t / (FPS * 6))))
+                y = int((SIZE[1] - fh) * (0.5 + 0.3 * math.sin(2 * math.pi * t / (FPS * 4))))
+                img[y : y + fh, x : x + fw] = overlays[labels[t]]
+            yield img
+
+    wav = None
+    if with_audio:
+        spf = RATE // FPS
+        freq = np.repeat(220.0 * 2 ** (np.asarray(labels) / 4.0), spf)  # class c: 220 Hz x 2^(c/4)
+        wav = 0.3 * np.sin(2 * np.pi * np.cumsum(freq) / RATE) + 0.02 * rng.normal(size=len(freq))
+    write_media(path, frames(), SIZE, wav)
+    return T
+
+
+def write_media(path, frames, size, wav=None, fps=FPS):
+    """An H.264 mp4 from BGR uint8 frames, with an AAC mono 16 kHz track when `wav` is given (PyAV)."""
+    import av
+
+    container = av.open(path, "w")
+    vs = container.add_stream("h264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
+    if wav is not None:
+        aus = container.add_stream("aac", rate=RATE)
+        aus.layout = "mono"
+    for img in frames:
+        for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:, :, ::-1]), format="rgb24")):
             container.mux(packet)
     for packet in vs.encode():
         container.mux(packet)
-    if with_audio:
-        spf = RATE // FPS
-        t_s = np.arange(T * spf) / RATE
-        freq = np.repeat(220.0 * 2 ** (labels / 4.0), spf)  # class c: 220 Hz x 2^(c/4)
-        wav = 0.3 * np.sin(2 * np.pi * np.cumsum(freq) / RATE) + 0.02 * rng.normal(size=len(t_s))
-        wav = wav.astype(np.float32)
+    if wav is not None:
+        wav = np.asarray(wav, dtype=np.float32)
         for lo in range(0, len(wav), 1024):
-            chunk = wav[lo : lo + 1024][None, :]
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
-            af.sample_rate = RATE
-            af.pts = lo
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[None, lo : lo + 1024]), format="flt", layout="mono")
+            af.sample_rate, af.pts = RATE, lo
             for packet in aus.encode(af):
                 container.mux(packet)
         for packet in aus.encode():
             container.mux(packet)
     container.close()
-    return T
 
 
 def make_dataset(root, n_train=6, n_val=2, seconds=10.0, seed=0, face_path=None):

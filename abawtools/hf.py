@@ -26,3 +26,25 @@ def preprocessor_config(name):
         with open(path) as fh:
             return json.load(fh)
     return {}
+
+
+def load_pretrained(name, what, device, dtype):
+    """AutoModel.from_pretrained on a local folder or a hub id (never trust_remote_code), on
+    `device` in `dtype`, in eval mode; a clear one-line error when it cannot be loaded."""
+    from transformers import AutoModel
+
+    from abawtools.errors import AbawError
+
+    quiet_transformers()
+    try:
+        model = AutoModel.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise AbawError(f"cannot load {what} model {name!r}: {str(exc).splitlines()[0]}") from None
+    return model.to(device, dtype=dtype).eval()
+
+
+def torch_dtype(name):
+    """'fp32' | 'fp16' | 'bf16' -> None (keep fp32) or the torch dtype."""
+    import torch
+
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

@@ -147,6 +147,8 @@ def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop):

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from abawtools.errors import AbawError
-from abawtools.hf import preprocessor_config, quiet_transformers
+from abawtools.hf import load_pretrained, preprocessor_config
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 _NUMBERED = re.compile(r"^(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
@@ -174,19 +174,12 @@ class HFImageExtractor:
 
     def __init__(self, name, device="cpu", dtype=None):
         import torch
-        from transformers import AutoConfig, AutoModel
 
-        quiet_transformers()
-        try:
-            config = AutoConfig.from_pretrained(name)
-            self.model = AutoModel.from_pretrained(name)
-        except (OSError, ValueError) as exc:
-            raise AbawError(f"cannot load vision model {name!r}: {str(exc).splitlines()[0]}") from None
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model.to(self.device, dtype=dtype).eval()
+        self.model = load_pretrained(name, "vision", self.device, dtype)
         pre = preprocessor_config(name)
-        size = pre.get("crop_size") or pre.get("size") or getattr(config, "image_size", 224)
+        size = pre.get("crop_size") or pre.get("size") or getattr(self.model.config, "image_size", 224)
         if isinstance(size, dict):
             size = size.get("height") or size.get("shortest_edge") or size.get("width")
         self.crop_size = int(size if not isinstance(size, (list, tuple)) else size[0])

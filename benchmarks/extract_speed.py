@@ -19,37 +19,24 @@ from abawtools import audio, demo, visual
 
 
 def make_clip(path, seconds, size):
-    import av
     import cv2
 
     w, h = size
     face = demo.load_face(size=int(h * 0.5))
     fh, fw = face.shape[:2]
     T = int(seconds * demo.FPS)
-    container = av.open(path, "w")
-    vs = container.add_stream("h264", rate=demo.FPS)
-    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-    aus = container.add_stream("aac", rate=16000)
-    aus.layout = "mono"
     bg = cv2.resize(demo.background(0), (w, h))
-    for t in range(T):
-        img = bg.copy()
-        x = int((w - fw) * (0.5 + 0.4 * math.sin(t / 40)))
-        y = int((h - fh) * (0.5 + 0.3 * math.sin(t / 25)))
-        img[y : y + fh, x : x + fw] = face
-        for p in vs.encode(av.VideoFrame.from_ndarray(img[:, :, ::-1].copy(), format="rgb24")):
-            container.mux(p)
-    for p in vs.encode():
-        container.mux(p)
-    wav = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * 16000)) / 16000)).astype(np.float32)
-    for lo in range(0, len(wav), 1024):
-        f = av.AudioFrame.from_ndarray(wav[None, lo : lo + 1024].copy(), format="flt", layout="mono")
-        f.sample_rate, f.pts = 16000, lo
-        for p in aus.encode(f):
-            container.mux(p)
-    for p in aus.encode():
-        container.mux(p)
-    container.close()
+
+    def frames():
+        for t in range(T):
+            img = bg.copy()
+            x = int((w - fw) * (0.5 + 0.4 * math.sin(t / 40)))
+            y = int((h - fh) * (0.5 + 0.3 * math.sin(t / 25)))
+            img[y : y + fh, x : x + fw] = face
+            yield img
+
+    wav = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * demo.RATE)) / demo.RATE)
+    demo.write_media(path, frames(), size, wav)
     return T
 
 

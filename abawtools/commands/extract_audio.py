@@ -41,12 +41,10 @@ def cli(inputs, output, model, chunk_seconds, context_seconds, device, dtype, sh
         return
     speech = None
     if model != "fbank":
-        import torch
-
+        from abawtools.hf import torch_dtype
         from abawtools.inference import pick_device
 
-        torch_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-        speech = audio.SpeechModel(model, pick_device(device), torch_dtype)
+        speech = audio.SpeechModel(model, pick_device(device), torch_dtype(dtype))
     for path, out in plan:
         bar = _common.Progress(0, f"extract-audio {formats.video_id(path)}", unit="rows")
         feats = audio.extract(path, speech, chunk_seconds, context_seconds, bar.update)

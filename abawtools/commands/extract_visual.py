@@ -51,16 +51,13 @@ def cli(inputs, output, model, no_detect, batch_size, device, dtype, save_dtype,
     plan = _common.skip_done(plan, skip_existing)
     if not plan:
         return
-    torch_dtype = None
-    dev = "cpu"
+    dev, precision = "cpu", None
     if model != "hog":
-        import torch
-
+        from abawtools.hf import torch_dtype
         from abawtools.inference import pick_device
 
-        dev = pick_device(device)
-        torch_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    extractor = visual.load_extractor(model, dev, torch_dtype)
+        dev, precision = pick_device(device), torch_dtype(dtype)
+    extractor = visual.load_extractor(model, dev, precision)
     cropper = visual.FaceCropper(size=extractor.crop_size, detect=not no_detect)
     for path, out in plan:
         source = visual.open_source(path)
