@@ -133,7 +133,8 @@ def validate(model, videos, k, device, autocast_dtype=None):
     return scoring.score(pairs)
 
 
-def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_after_steps=None):
+def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_after_steps=None,
+          progress_every=30.0):
     """Train and return (model with the best weights, summary). Raises Preempted after a checkpoint."""
     # from the first moment: a SIGUSR1 during start-up must not kill the job (its default action)
     stop = {"signal": None}
@@ -143,7 +144,7 @@ def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        return _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop)
+        return _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop, progress_every)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -151,7 +152,7 @@ def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_
             dist.destroy_process_group()
 
 
-def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop):
+def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_steps, stop, progress_every):
     world, rank, device = _dist_setup(opts)
     if opts.batch_size % world:
         raise AbawError(f"--batch-size {opts.batch_size} must be divisible by the {world} processes")
@@ -191,7 +192,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
 
     fingerprint = _fingerprint(train_rows, cfg, opts)
     state_path = os.path.join(checkpoint_dir, "checkpoint.pt")
-    epoch, batch_in_epoch, history, best = 0, 0, [], None
+    epoch, batch_in_epoch, history, best, resumed_loss = 0, 0, [], None, 0.0
     best_state = None
     if os.path.exists(state_path):
         ckpt = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -203,6 +204,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         sched.load_state_dict(ckpt["sched"])
         torch.set_rng_state(ckpt["torch_rng"][rank] if ckpt["world"] == world else ckpt["torch_rng"][0])
         epoch, batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch"])
+        resumed_loss = float(ckpt["loss_sum"])  # this epoch's loss so far, for an honest epoch mean
         history = json.loads(ckpt["history"])
         best = json.loads(ckpt["best"])
         best_state = ckpt.get("best_state") or None
@@ -222,7 +224,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         state = {
             "fingerprint": fingerprint, "world": world, "epoch": epoch, "batch": batch_in_epoch,
             "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-            "torch_rng": rngs, "history": json.dumps(history), "best": json.dumps(best),
+            "torch_rng": rngs, "history": json.dumps(history), "best": json.dumps(best), "loss_sum": loss_sum,
             "best_state": best_state or {},
         }
         tmp = state_path + ".part"
@@ -238,7 +240,9 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         # the epoch's order depends on (seed, epoch) only, so a resumed run replays it exactly
         order = np.random.default_rng([opts.seed, epoch]).permutation(len(trainset.items))
         net.train()
-        t0, seen, loss_sum = time.monotonic(), 0, 0.0
+        t0, seen, loss_sum = time.monotonic(), 0, resumed_loss
+        resumed_loss = 0.0
+        last_note = t0
         while batch_in_epoch < steps_per_epoch:
             idx = order[batch_in_epoch * opts.batch_size : (batch_in_epoch + 1) * opts.batch_size]
             mine = idx[rank::world]
@@ -265,6 +269,10 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
             steps_done += 1
             seen += len(idx)
             loss_sum += _all_sum(local.item(), device, world) / max(valid_all, 1.0)
+            if rank == 0 and time.monotonic() - last_note >= progress_every:
+                last_note = time.monotonic()
+                log(f"epoch {epoch + 1}/{opts.epochs}: step {batch_in_epoch}/{steps_per_epoch}, "
+                    f"loss {loss_sum / max(batch_in_epoch, 1):.4f}, {seen / max(last_note - t0, 1e-9):.0f} windows/s")
             interrupt = stop["signal"] or (stop_after_steps is not None and steps_done >= stop_after_steps)
             if _all_sum(1.0 if interrupt else 0.0, device, world) > 0:
                 save_checkpoint()
@@ -284,7 +292,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
                 + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
                    if "val_macro_f1" in record else ""))
         epoch += 1
-        batch_in_epoch = 0
+        batch_in_epoch, loss_sum = 0, 0.0
         save_checkpoint()
 
     final = copy.deepcopy(model).cpu()

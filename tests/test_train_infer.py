@@ -153,6 +153,11 @@ def test_resume_gives_the_same_weights(tmp_path, rng):
     abaw("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck")
     a, b = _weights(tmp_path / "straight.safetensors"), _weights(tmp_path / "resumed.safetensors")
     assert a.keys() == b.keys()
+    # the history (epoch losses, validation scores) is the same too, not only the weights
+    h1 = load_model(str(tmp_path / "straight.safetensors"))[1]["training"]["history"]
+    h2 = load_model(str(tmp_path / "resumed.safetensors"))[1]["training"]["history"]
+    for r1, r2 in zip(h1, h2):
+        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-9) and r1["val_macro_f1"] == r2["val_macro_f1"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
