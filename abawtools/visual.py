@@ -6,6 +6,7 @@ dropped it), and crops go to the extractor in batches while the next batch is be
 A frame with no face, a missing `00042.jpg` or an unreadable file gives a row of NaN.
 """
 
+import itertools
 import os
 import queue
 import re
@@ -35,16 +36,21 @@ class FrameFolder:
             raise AbawError(f"{path}: no numbered image files (00001.jpg, ...)")
         self.frames = max(self.files) + 1
         self.unreadable = 0
+        self._lock = threading.Lock()
 
     def __iter__(self):
+        """(t, path or None): reading is left to `load`, so worker threads decode in parallel."""
+        for t in range(self.frames):
+            yield t, self.files.get(t)
+
+    def load(self, path):
         import cv2
 
-        for t in range(self.frames):
-            path = self.files.get(t)
-            image = cv2.imread(path, cv2.IMREAD_COLOR) if path else None
-            if path and image is None:
+        image = cv2.imread(path, cv2.IMREAD_COLOR) if path else None
+        if path and image is None:
+            with self._lock:
                 self.unreadable += 1
-            yield t, image
+        return image
 
 
 class VideoFile:
@@ -80,6 +86,10 @@ class VideoFile:
         finally:
             cap.release()
         self.frames = t  # the container's count can be off; the decoded count is the truth
+
+    @staticmethod
+    def load(image):
+        return image  # a video decodes in order, in __iter__
 
 
 def open_source(path):
@@ -220,31 +230,38 @@ def load_extractor(name, device="cpu", dtype=None):
 
 
 # ------------------------------------------------------------------------------ pipeline
-def extract(source, extractor, cropper, batch_size=64, frames=None, progress=None, queue_batches=4):
+def extract(source, extractor, cropper, batch_size=64, frames=None, progress=None, queue_batches=4, workers=None):
     """Features (T, D) float32 for every frame of `source`; NaN rows where there is no face.
 
-    Decoding and face cropping run on a background thread, `queue_batches` batches ahead of the
-    extractor, so a GPU is fed while the CPU decodes. T is the source's frame count, or `frames`
-    (padded with NaN / cut) to match an annotation file.
+    A background thread reads the source and hands each batch of frames to `workers` threads that
+    decode (JPEG folders), detect and crop in parallel (OpenCV releases the GIL), `queue_batches`
+    batches ahead of the extractor, so a GPU is fed while the CPUs decode. T is the source's frame
+    count, or `frames` (padded with NaN / cut) to match an annotation file.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(8, os.cpu_count() or 1)
     q = queue.Queue(maxsize=queue_batches)
     error = []
 
+    def prepare(item):
+        return cropper(source.load(item))
+
     def produce():
         try:
-            idx, crops = [], []
-            for t, image in source:
-                crop = cropper(image)
-                if crop is not None:
-                    idx.append(t)
-                    crops.append(crop)
-                if len(crops) == batch_size:
-                    q.put((idx, crops))
-                    idx, crops = [], []
-                if progress:
-                    progress(1)
-            if crops:
-                q.put((idx, crops))
+            with ThreadPoolExecutor(workers) as pool:
+                block = []
+                for entry in itertools.chain(source, [None]):
+                    if entry is not None:
+                        block.append(entry)
+                    if len(block) == batch_size or (entry is None and block):
+                        crops = list(pool.map(prepare, [item for _, item in block]))
+                        keep = [(t, c) for (t, _), c in zip(block, crops) if c is not None]
+                        if keep:
+                            q.put(([t for t, _ in keep], [c for _, c in keep]))
+                        if progress:
+                            progress(len(block))
+                        block = []
         except BaseException as exc:  # re-raised in the consumer
             error.append(exc)
         finally:

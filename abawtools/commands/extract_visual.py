@@ -14,6 +14,8 @@ from abawtools.commands import _common
               "weight-free built-in HOG descriptor.")
 @click.option("--no-detect", is_flag=True, help="Inputs are already face crops (e.g. cropped_aligned): no detector.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Threads that decode, detect and crop in parallel (default: CPUs, at most 8).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Backbone precision (fp16/bf16 on GPU).")
@@ -24,7 +26,7 @@ from abawtools.commands import _common
               help="Take T from this label file (one input only).")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, batch_size, device, dtype, save_dtype, frames, like, shard, skip_existing):
+def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, save_dtype, frames, like, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
     A video file is decoded frame by frame; a folder in the Aff-Wild2 cropped_aligned layout
@@ -62,7 +64,7 @@ def cli(inputs, output, model, no_detect, batch_size, device, dtype, save_dtype,
     for path, out in plan:
         source = visual.open_source(path)
         bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
-        feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update)
+        feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers)
         bar.close()
         missing = int((~np.isfinite(feats).all(axis=1)).sum())
         note = f", {source.unreadable} unreadable file(s)" if source.unreadable else ""
