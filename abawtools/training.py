@@ -22,6 +22,7 @@ from abawtools.errors import AbawError
 from abawtools.model import build_model
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a checkpoint was written; run the same command again to continue
+PREEMPTED_MARKER = "PREEMPTED"  # written into the checkpoint folder alongside that exit status
 
 
 @dataclass
@@ -192,6 +193,9 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
 
     fingerprint = _fingerprint(train_rows, cfg, opts)
     state_path = os.path.join(checkpoint_dir, "checkpoint.pt")
+    marker = os.path.join(checkpoint_dir, PREEMPTED_MARKER)
+    if rank == 0 and os.path.exists(marker):
+        os.unlink(marker)
     epoch, batch_in_epoch, history, best, resumed_loss = 0, 0, [], None, 0.0
     best_state = None
     if os.path.exists(state_path):
@@ -202,7 +206,10 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
-        torch.set_rng_state(ckpt["torch_rng"][rank] if ckpt["world"] == world else ckpt["torch_rng"][0])
+        mine = rank if ckpt["world"] == world else 0
+        torch.set_rng_state(ckpt["torch_rng"][mine])
+        if device.type == "cuda" and ckpt["cuda_rng"][mine].numel():
+            torch.cuda.set_rng_state(ckpt["cuda_rng"][mine], device)
         epoch, batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch"])
         resumed_loss = float(ckpt["loss_sum"])  # this epoch's loss so far, for an honest epoch mean
         history = json.loads(ckpt["history"])
@@ -214,8 +221,10 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         torch.manual_seed(opts.seed * 1000 + rank)  # per-rank dropout streams
 
     def save_checkpoint():
-        rng = torch.get_rng_state()
-        rngs = [torch.empty_like(rng) for _ in range(world)] if world > 1 else [rng]
+        # every rank's generators: dropout and modality dropout draw from them (CUDA's on a GPU)
+        rng = (torch.get_rng_state(),
+               torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8))
+        rngs = [None] * world if world > 1 else [rng]
         if world > 1:
             dist.all_gather_object(rngs, rng)
         if rank != 0:
@@ -224,7 +233,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         state = {
             "fingerprint": fingerprint, "world": world, "epoch": epoch, "batch": batch_in_epoch,
             "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-            "torch_rng": rngs, "history": json.dumps(history), "best": json.dumps(best), "loss_sum": loss_sum,
+            "torch_rng": [r[0] for r in rngs], "cuda_rng": [r[1] for r in rngs], "history": json.dumps(history), "best": json.dumps(best), "loss_sum": loss_sum,
             "best_state": best_state or {},
         }
         tmp = state_path + ".part"
@@ -276,7 +285,12 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
             interrupt = stop["signal"] or (stop_after_steps is not None and steps_done >= stop_after_steps)
             if _all_sum(1.0 if interrupt else 0.0, device, world) > 0:
                 save_checkpoint()
-                raise Preempted(stop["signal"] or f"stopped after {steps_done} steps")
+                why = stop["signal"] or f"stopped after {steps_done} steps"
+                if rank == 0:
+                    # for job scripts: under torchrun the exit status 75 does not survive
+                    with open(marker, "w") as fh:
+                        fh.write(why + "\n")
+                raise Preempted(why)
         rate = seen / max(time.monotonic() - t0, 1e-9)
         record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "windows_per_s": rate,
                   "lr": sched.get_last_lr()[0]}

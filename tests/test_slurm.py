@@ -73,20 +73,23 @@ def test_extract_array_each_video_exactly_once(cluster, tmp_path):
     assert len({n for v in done.values() for n in v}) == 4  # all four tasks had work
 
 
-def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path):
+@pytest.mark.parametrize("nproc", ["1", "2"])
+def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
     from conftest import make_feature_set
 
     make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
     d = tmp_path / "d"
     abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels", "-o", tmp_path / "t.csv")
-    job = sbatch(cluster, tmp_path, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
+    env = dict(cluster, NPROC=nproc, OMP_NUM_THREADS="1")  # NPROC=2: torchrun + DDP (gloo)
+    job = sbatch(env, tmp_path, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
                  "--epochs", "6", "--d-model", "32", "--layers", "1", "--heads", "4", "--batch-size", "16")
     ckpt = tmp_path / "m.safetensors.ckpt" / "checkpoint.pt"
     deadline = time.time() + 180
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.5)
     assert ckpt.exists(), "no checkpoint: the job did not start"
-    subprocess.run(["scancel", "--signal=USR1", job], env=cluster, check=True)
+    # what --signal=B:USR1@120 does before the time limit: USR1 to the batch script
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True)
     deadline = time.time() + 300
     while not (tmp_path / "m.safetensors").exists() and time.time() < deadline:
         # Slurm holds a requeued job for about two minutes before it may start again; skip the wait

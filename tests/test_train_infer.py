@@ -149,8 +149,10 @@ def test_resume_gives_the_same_weights(tmp_path, rng):
     proc = abaw("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck",
                 "--stop-after-steps", "20", check=False)
     assert proc.returncode == 75 and not (tmp_path / "resumed.safetensors").exists()
+    assert (tmp_path / "ck" / "PREEMPTED").read_text().startswith("stopped after 20 steps")
     assert b"--resume" in proc.stderr
     abaw("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck")
+    assert not (tmp_path / "ck" / "PREEMPTED").exists()
     a, b = _weights(tmp_path / "straight.safetensors"), _weights(tmp_path / "resumed.safetensors")
     assert a.keys() == b.keys()
     # the history (epoch losses, validation scores) is the same too, not only the weights
