@@ -17,6 +17,11 @@ import numpy as np
 from abawtools.errors import AbawError
 from abawtools.hf import load_pretrained, preprocessor_config
 
+# FFmpeg inside OpenCV prints its own complaints ("moov atom not found") on stderr; ours is the
+# one-line error. Set before cv2 first loads its FFmpeg backend.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 _NUMBERED = re.compile(r"^(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 

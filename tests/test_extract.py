@@ -201,3 +201,12 @@ def test_many_inputs_sharded_exactly_once(clip, tmp_path):
     before = os.path.getmtime(d / os.listdir(d)[0])
     abaw("extract-visual", *inputs, "-o", d, "--skip-existing", env={"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"})
     assert os.path.getmtime(d / os.listdir(d)[0]) == before
+
+
+@pytest.mark.parametrize("command", ["extract-visual", "extract-audio"])
+def test_corrupt_media_is_one_line_and_writes_nothing(tmp_path, command):
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
+    proc = abaw(command, tmp_path / "broken.mp4", "-o", tmp_path / "out.npy", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.startswith(f"abaw {command}: error: ") and err.count("\n") == 1, err
+    assert "broken.mp4" in err and not (tmp_path / "out.npy").exists()
