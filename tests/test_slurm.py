@@ -90,10 +90,18 @@ def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
     assert ckpt.exists(), "no checkpoint: the job did not start"
     # what --signal=B:USR1@120 does before the time limit: USR1 to the batch script
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # the job goes back to the queue ...
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=cluster, capture_output=True, text=True)
+        if state.stdout.strip() == "PENDING":
+            break
+        time.sleep(0.5)
+    # ... where Slurm holds a requeued job about two minutes; start it now instead (not within the
+    # same second as the requeue: slurmd refuses a credential from the second it was revoked in)
+    time.sleep(2.5)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, check=True)
     deadline = time.time() + 300
     while not (tmp_path / "m.safetensors").exists() and time.time() < deadline:
-        # Slurm holds a requeued job for about two minutes before it may start again; skip the wait
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, capture_output=True)
         time.sleep(1)
     log = (tmp_path / f"abaw-train-{job}.log").read_text()
     assert (tmp_path / "m.safetensors").exists(), log
