@@ -17,7 +17,8 @@ def to_tensors(batch, device):
 
 
 @torch.no_grad()
-def predict_video(model, video, window=None, stride=None, batch_size=64, device=None, autocast_dtype=None):
+def predict_video(model, video, window=None, stride=None, batch_size=64, device=None, autocast_dtype=None,
+                  progress=None):
     """Logits (T, C) for `video` (a data.Video): each frame's mean over all windows covering it."""
     cfg = model.cfg
     window = window or cfg.window
@@ -38,6 +39,8 @@ def predict_video(model, video, window=None, stride=None, batch_size=64, device=
         rows = (torch.as_tensor(chunk, device=device)[:, None] + offsets).reshape(-1)
         sums.index_add_(0, rows, logits.reshape(-1, cfg.num_classes).double())
         counts.index_add_(0, rows, torch.ones_like(rows, dtype=torch.float64))
+        if progress:
+            progress(len(chunk))
     model.train(was_training)
     out = (sums[:T] / counts[:T, None].clamp(min=1)).float().cpu().numpy()
     return out

@@ -41,7 +41,7 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
 
     import torch
 
-    from abawtools import data, formats, inference
+    from abawtools import data, formats, inference, windows
     from abawtools.errors import AbawError
     from abawtools.model import load_model
 
@@ -78,7 +78,11 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         if a_path and abs(len(video.audio) - video.frames) > 2:
             _common.log(f"warning: {video.vid}: audio has {len(video.audio)} rows, visual {video.frames} "
                         "(run abaw align first?)")
-        logits = inference.predict_video(model, video, window, stride, batch_size, dev, autocast)
+        bar = None if progress else _common.Progress(len(windows.window_starts(video.frames, window or model.cfg.window,
+                                                                               stride or model.cfg.stride)),
+                                                     f"infer {video.vid}", unit="windows")
+        logits = inference.predict_video(model, video, window, stride, batch_size, dev, autocast,
+                                         progress=bar.update if bar else None)
         formats.write_npy(out, logits)
         if progress:
             progress.update()
