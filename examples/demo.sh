@@ -21,7 +21,10 @@ for split in train val; do
   echo "== 3. align audio rows onto video frames: $split" >&2
   abaw align feats/$split/audio50/*.npy --like-dir feats/$split/visual -o feats/$split/audio/ --skip-existing
   echo "== 4. index windows: $split" >&2
-  abaw window --visual feats/$split/visual --audio feats/$split/audio --labels labels/$split -o $split.csv
+  # validation keeps every window (--max-invalid 1): train scores whole videos, the manifest names them
+  if [ $split = val ]; then keep=1; else keep=0.25; fi
+  abaw window --visual feats/$split/visual --audio feats/$split/audio --labels labels/$split \
+    --max-invalid $keep -o $split.csv
 done
 
 echo "== 5. train (small model, a few epochs: it is a demo)" >&2
