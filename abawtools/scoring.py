@@ -5,6 +5,8 @@ is left out of the mean (exactly what `sklearn.metrics.f1_score(average="macro")
 the challenge code, no `labels=` is given) and is reported in `absent_classes`.
 """
 
+import json
+
 import numpy as np
 
 from abawtools import CLASSES, NUM_CLASSES
@@ -59,6 +61,20 @@ def score(pairs):
     result = metrics_from_confusion(cm)
     result["videos"] = len(pairs)
     return result
+
+
+def format_json(result, indent=2, _level=0):
+    """Indented JSON in which a list or object of plain values (a confusion-matrix row, one class's
+    precision/recall/F1) stays on one line, so the matrix reads as a matrix."""
+    children = result.values() if isinstance(result, dict) else result
+    if not isinstance(result, (dict, list)) or not any(isinstance(v, (dict, list)) for v in children):
+        return json.dumps(result)
+    pad, inner = " " * indent * _level, " " * indent * (_level + 1)
+    if isinstance(result, dict):
+        items = [f"{inner}{json.dumps(k)}: {format_json(v, indent, _level + 1)}" for k, v in result.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [f"{inner}{format_json(v, indent, _level + 1)}" for v in result]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
 
 
 def format_table(result):

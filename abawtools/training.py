@@ -168,6 +168,8 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
         val_videos = [data.Video(r["video"], r["visual"], r["audio"], r["labels"]) for r in seen.values()]
         if {v.dims for v in val_videos} != {trainset.dims}:
             raise AbawError("validation features have other dimensions than the training features")
+        if not any((v.labels >= 0).any() for v in val_videos):
+            raise AbawError("--val: every frame of the validation videos is labelled -1, nothing to score")
 
     model = build_model(cfg)
     counts = trainset.class_counts()

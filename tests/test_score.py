@@ -108,6 +108,24 @@ def test_length_mismatch_names_video_and_lengths(tmp_path):
     assert proc.stderr.decode() == "abaw score: error: v7: prediction has 9 frames, labels have 10\n"
 
 
+def test_all_frames_invalid_is_an_error_not_a_zero(tmp_path):
+    write_label_file(tmp_path / "v1.txt", [-1, -1, -1])
+    write_label_file(tmp_path / "p.txt", [0, 1, 2])
+    proc = abaw("score", tmp_path / "p.txt", tmp_path / "v1.txt", check=False)
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode() == "abaw score: error: nothing to score: all 3 frames are labelled -1\n"
+
+
+def test_json_keeps_matrix_rows_on_one_line(run, tmp_path, rng):
+    label_dir, pred_dir, truths, preds = make_videos(tmp_path, rng, n=2)
+    out = run(["score", "--pred-dir", pred_dir, "--label-dir", label_dir]).stdout
+    cm = json.loads(out)["confusion_matrix"]
+    lines = [line.rstrip(",") for line in out.splitlines()]
+    for row in cm:
+        assert "    [" + ", ".join(map(str, row)) + "]" in lines
+    assert '  "classes": ' + json.dumps(list(CLASSES)) + "," in out.splitlines()
+
+
 def test_usage_errors_exit_2(tmp_path):
     assert abaw("score", check=False).returncode == 2
     assert abaw("score", "--pred-dir", tmp_path, check=False).returncode == 2

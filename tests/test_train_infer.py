@@ -201,3 +201,19 @@ def test_infer_errors(tmp_path, rng):
     proc = abaw("infer", "-m", tmp_path / "bad.safetensors", "--visual", tmp_path / "v.npy", check=False)
     assert proc.returncode == 1 and proc.stderr.decode().startswith("abaw infer: error: ")
     assert proc.stderr.count(b"\n") == 1
+
+
+def test_val_with_no_labelled_frame_is_refused_before_training(tmp_path, rng):
+    train_csv, _ = _dataset(tmp_path, rng)
+    d = tmp_path / "val"
+    for f in (d / "labels").iterdir():  # every validation frame unlabelled
+        write_label_file(f, [-1] * (len(f.read_text().splitlines()) - 1))
+    abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels",
+         "--max-invalid", "1", "-o", tmp_path / "val-all.csv")
+    model = tmp_path / "m.safetensors"
+    proc = abaw("train", train_csv, "--val", tmp_path / "val-all.csv", "-o", model, "--epochs", "1", *SMALL,
+                check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.decode().endswith("abaw train: error: --val: every frame of the validation videos is "
+                                         "labelled -1, nothing to score\n")
+    assert not model.exists()

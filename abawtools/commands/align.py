@@ -23,7 +23,7 @@ def frame_count(path):
 @click.argument("inputs", nargs=-1, metavar="AUDIO.npy...")
 @click.option("-o", "--output", default=None, metavar="OUT|-",
               help="Output file (`-` = stdout, the default); a folder with several inputs, --like-dir, or a path ending in /.")
-@click.option("--frames", type=click.IntRange(min=0), default=None, help="Target number of video frames T.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Target number of video frames T.")
 @click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Take T from this visual NPY or label file.")
 @click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,

@@ -21,7 +21,7 @@ from abawtools.commands import _common
               help="Backbone precision (fp16/bf16 on GPU).")
 @click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Precision of the NPY written (float16 halves the disk for BEiT-large features).")
-@click.option("--frames", type=click.IntRange(min=0), default=None, help="Force T rows (pad with NaN / cut).")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Force T rows (pad with NaN / cut).")
 @click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Take T from this label file (one input only).")
 @_common.shard_option

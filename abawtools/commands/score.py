@@ -27,8 +27,6 @@ def cli(pair, pred_dir, label_dir, submission, fmt, plot):
       abaw score --pred-dir pred/ --label-dir EXPR_Recognition_Challenge/Validation_Set/
       abaw score --submission submission.csv --label-dir Validation_Set/ --plot report.png
     """
-    import json
-
     from abawtools import scoring
 
     modes = [bool(pair), bool(pred_dir), bool(submission)]
@@ -47,9 +45,11 @@ def cli(pair, pred_dir, label_dir, submission, fmt, plot):
         pairs, unmatched = _load_submission(submission, label_dir)
 
     result = scoring.score(pairs)
+    if result["frames"] == 0:
+        raise AbawError(f"nothing to score: all {sum(len(t) for _, _, t in pairs)} frames are labelled -1")
     result.update(unmatched)
     if fmt == "json":
-        click.echo(json.dumps(result, indent=2))
+        click.echo(scoring.format_json(result))
     else:
         click.echo(scoring.format_table(result), nl=False)
     if plot:
