@@ -64,14 +64,14 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
             if f.endswith(".npy"):
                 vid = formats.video_id(f)
                 a = formats.find_for_video(audio_dir, vid, ".npy")
-                if a is None:
-                    _common.log(f"warning: {vid}: no audio features in {audio_dir}; audio treated as missing")
                 plan.append((os.path.join(visual_dir, f), os.path.join(output, vid + ".npy"), a))
         plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
     plan = _common.skip_done(plan, skip_existing)
     progress = _common.Progress(len(plan), "infer", unit="videos") if len(plan) > 1 else None
     for v_path, out, a_path in plan:
         video = data.Video(formats.video_id(v_path), v_path, a_path, audio_dim=model.cfg.audio_dim)
+        if visual_dir and a_path is None:  # said by the task that runs this video, not by every task
+            _common.log(f"warning: {video.vid}: no audio features in {audio_dir}; audio treated as missing")
         if video.dims != (model.cfg.visual_dim, model.cfg.audio_dim):
             raise AbawError(f"{video.vid}: features are {video.dims[0]} + {video.dims[1]} dims, the model expects "
                             f"{model.cfg.visual_dim} + {model.cfg.audio_dim}")
