@@ -27,6 +27,14 @@ def skip_existing_option(f):
     )(f)
 
 
+def per_video_output_option(f):
+    """-o for commands that write one file per input video."""
+    return click.option(
+        "-o", "--output", default="-", show_default=True, metavar="OUT.npy|-|FOLDER",
+        help="A file for one input (`-` = stdout); a folder (several inputs, or a path ending in /): OUT/ID.npy each.",
+    )(f)
+
+
 def resolve_shard(text):
     if text is None:
         return sharding.shard_from_env()
@@ -66,6 +74,11 @@ def apply_shard(items, shard, size_of):
     if shard is None or shard[1] == 1:
         return list(items)
     return sharding.select(items, [size_of(item) for item in items], shard)
+
+
+def work_for_this_task(plan, shard, skip_existing, size_of):
+    """This array task's share of `plan` (--shard, else SLURM's variables), minus finished outputs."""
+    return skip_done(apply_shard(plan, resolve_shard(shard), size_of), skip_existing)
 
 
 def skip_done(plan, skip_existing):
@@ -109,6 +122,19 @@ class Progress:
     def close(self):
         if self.tty and self.done != self.total:
             sys.stderr.write("\n")
+
+
+def frame_count(path):
+    """T from a visual NPY (its rows) or an EXPR label file (its label lines)."""
+    import numpy as np
+
+    from abawtools import formats
+
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head == formats.NPY_MAGIC:
+        return int(np.load(path, mmap_mode="r").shape[0])
+    return len(formats.read_labels(path))
 
 
 def npy_frames(path):

@@ -6,19 +6,6 @@ from abawtools.commands import _common
 from abawtools.errors import AbawError
 
 
-def frame_count(path):
-    """T from a visual NPY (its rows) or an EXPR label file (its label lines)."""
-    import numpy as np
-
-    from abawtools import formats
-
-    with open(path, "rb") as fh:
-        head = fh.read(6)
-    if head == formats.NPY_MAGIC:
-        return int(np.load(path, mmap_mode="r").shape[0])
-    return len(formats.read_labels(path))
-
-
 @click.command(name="align")
 @click.argument("inputs", nargs=-1, metavar="AUDIO.npy...")
 @click.option("-o", "--output", default=None, metavar="OUT|-",
@@ -52,11 +39,10 @@ def cli(inputs, output, frames, like, like_dir, fps, shard, skip_existing):
     if like_dir:
         plan = _plan_like_dir(inputs, like_dir, output)
     else:
-        T = frames if frames is not None else frame_count(like)
+        T = frames if frames is not None else _common.frame_count(like)
         plan = [(inp, out, T) for inp, out in _common.plan_outputs(inputs, output, ".npy")]
 
-    plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: item[2])
-    for inp, out, T in _common.skip_done(plan, skip_existing):
+    for inp, out, T in _common.work_for_this_task(plan, shard, skip_existing, lambda item: item[2]):
         audio = formats.read_npy(inp)
         if audio.ndim != 2:
             raise AbawError(f"{inp}: expected audio features (Ta, Da), got shape {audio.shape}")
@@ -89,7 +75,7 @@ def _plan_like_dir(inputs, like_dir, output):
         if src is None:
             _common.log(f"warning: no audio features for {vid}; skipped")
             continue
-        plan.append((src, os.path.join(output, vid + ".npy"), frame_count(os.path.join(like_dir, f))))
+        plan.append((src, os.path.join(output, vid + ".npy"), _common.frame_count(os.path.join(like_dir, f))))
     if not plan:
         raise AbawError(f"no file in {like_dir} matches any audio input")
     return plan

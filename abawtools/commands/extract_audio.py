@@ -7,8 +7,7 @@ from abawtools.commands import _common
 
 @click.command(name="extract-audio")
 @click.argument("inputs", nargs=-1, required=True, metavar="VIDEO|AUDIO...")
-@click.option("-o", "--output", default="-", show_default=True, metavar="OUT.npy|-|FOLDER",
-              help="A file for one input (`-` = stdout); a folder (several inputs, or a path ending in /): OUT/ID.npy each.")
+@_common.per_video_output_option
 @click.option("--model", default="fbank", show_default=True, metavar="NAME|DIR|fbank",
               help="A Hugging Face speech SSL model (WavLM, HuBERT, wav2vec2; local folder or hub id), "
               "or the weight-free 80-bin log-mel filterbank.")
@@ -35,8 +34,7 @@ def cli(inputs, output, model, chunk_seconds, context_seconds, device, dtype, sh
     from abawtools import audio, formats
 
     plan = _common.plan_outputs(inputs, output, ".npy")
-    plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _size(item[0]))
-    plan = _common.skip_done(plan, skip_existing)
+    plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _size(item[0]))
     if not plan:
         return
     speech = None

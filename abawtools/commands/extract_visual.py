@@ -7,8 +7,7 @@ from abawtools.commands import _common
 
 @click.command(name="extract-visual")
 @click.argument("inputs", nargs=-1, required=True, metavar="VIDEO|FRAME_FOLDER...")
-@click.option("-o", "--output", default="-", show_default=True, metavar="OUT.npy|-|FOLDER",
-              help="A file for one input (`-` = stdout); a folder (several inputs, or a path ending in /): OUT/ID.npy each.")
+@_common.per_video_output_option
 @click.option("--model", default="hog", show_default=True, metavar="NAME|DIR|hog",
               help="A Hugging Face vision model (local folder or hub id: BEiT, ViT, ResNet, ...), or the "
               "weight-free built-in HOG descriptor.")
@@ -43,14 +42,12 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
     import numpy as np
 
     from abawtools import formats, visual
-    from abawtools.commands.align import frame_count
 
     if like and (frames is not None or len(inputs) > 1):
         raise click.UsageError("--like takes one input and excludes --frames")
-    target = frame_count(like) if like else frames
+    target = _common.frame_count(like) if like else frames
     plan = _common.plan_outputs(inputs, output, ".npy")
-    plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _frames_hint(item[0]))
-    plan = _common.skip_done(plan, skip_existing)
+    plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
         return
     dev, precision = "cpu", None

@@ -54,8 +54,7 @@ def cli(inputs, output, kernel, method, fmt, template, shard, skip_existing):
 
     ext = ".npy" if fmt == "npy" else ".txt"
     plan = _common.plan_outputs(inputs, output, ext)
-    plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
-    plan = _common.skip_done(plan, skip_existing)
+    plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _common.npy_frames(item[0]))
     for path, out in plan:
         labels, smoothed = smoothing.smooth(formats.read_logits(path), kernel, method)
         if fmt == "npy":
