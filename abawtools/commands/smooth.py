@@ -35,8 +35,10 @@ def cli(inputs, output, kernel, method, fmt, template, shard, skip_existing):
 
     from abawtools import formats, smoothing
 
-    if kernel < 1 or kernel % 2 == 0:
-        raise click.BadParameter(f"must be a positive odd number, got {kernel}", param_hint="-k")
+    try:
+        smoothing.check_kernel(kernel)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="-k") from None
     if fmt == "npy" and method not in LOGIT_METHODS:
         raise click.UsageError(f"--method {method} yields labels only; use --format labels")
     if template and fmt != "submission":
