@@ -34,6 +34,16 @@ class Video:
         return self.visual.shape[1], self.audio.shape[1]
 
 
+def open_videos(rows):
+    """{(visual, audio, labels): Video} for the distinct videos of manifest rows, in first-seen order."""
+    videos = {}
+    for row in rows:
+        key = (row["visual"], row["audio"], row["labels"])
+        if key not in videos:
+            videos[key] = Video(row["video"], row["visual"], row["audio"], row["labels"])
+    return videos
+
+
 class NpyRows:
     """Row slices of a 2-D NPY file read with pread: random windows without loading the file.
 

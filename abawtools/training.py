@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from abawtools import NUM_CLASSES, data, inference, loss, scoring, smoothing
+from abawtools import CLASSES, NUM_CLASSES, data, inference, loss, scoring, smoothing
 from abawtools.errors import AbawError
 from abawtools.model import build_model
 
@@ -51,16 +51,13 @@ class WindowSet:
 
     def __init__(self, rows, window):
         self.window = window
-        self.videos = {}
+        self.videos = data.open_videos(rows)
         self.items = []
         for row in rows:
-            key = (row["visual"], row["audio"], row["labels"])
-            if key not in self.videos:
-                self.videos[key] = data.Video(row["video"], row["visual"], row["audio"], row["labels"])
             if row["stop"] - row["start"] != window:
                 raise AbawError(f"manifest window {row['video']}@{row['start']} is {row['stop'] - row['start']} "
                                 f"frames; the model's window is {window} (use the same -W in window and train)")
-            self.items.append((self.videos[key], row["start"]))
+            self.items.append((self.videos[row["visual"], row["audio"], row["labels"]], row["start"]))
         dims = {v.dims for v in self.videos.values()}
         if len(dims) != 1:
             raise AbawError(f"feature dimensions differ between videos: {sorted(dims)}")
@@ -162,10 +159,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
     cfg.visual_dim, cfg.audio_dim = trainset.dims
     val_videos = []
     if val_rows:
-        seen = {}
-        for row in val_rows:
-            seen.setdefault((row["visual"], row["audio"], row["labels"]), row)
-        val_videos = [data.Video(r["video"], r["visual"], r["audio"], r["labels"]) for r in seen.values()]
+        val_videos = list(data.open_videos(val_rows).values())
         if {v.dims for v in val_videos} != {trainset.dims}:
             raise AbawError("validation features have other dimensions than the training features")
         if not any((v.labels >= 0).any() for v in val_videos):
@@ -173,9 +167,9 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
 
     model = build_model(cfg)
     counts = trainset.class_counts()
-    weights = torch.tensor(loss.effective_number_weights(counts, opts.beta), dtype=torch.float32, device=device)
-    if not opts.class_weights:
-        weights = None
+    weights = None
+    if opts.class_weights:
+        weights = torch.tensor(loss.effective_number_weights(counts, opts.beta), dtype=torch.float32, device=device)
     v_mean, v_std = data.feature_stats([v.visual for v in trainset.videos.values()])
     a_mean, a_std = data.feature_stats([v.audio for v in trainset.videos.values()])
     with torch.no_grad():
@@ -245,7 +239,7 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
     if rank == 0:
         log(f"training {cfg.arch}: {len(trainset.items)} windows from {len(trainset.videos)} videos, "
             f"{sum(p.numel() for p in model.parameters())} parameters, {world} process(es) on {device}")
-        log("class counts in training windows: " + ", ".join(f"{c}={n}" for c, n in zip(_class_names(), counts)))
+        log("class counts in training windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, counts)))
     steps_done = 0
     while epoch < opts.epochs:
         # the epoch's order depends on (seed, epoch) only, so a resumed run replays it exactly
@@ -318,9 +312,3 @@ def _train(train_rows, cfg, opts, checkpoint_dir, val_rows, log, stop_after_step
                "class_weights": None if weights is None else weights.cpu().tolist(), "options": asdict(opts),
                "world_size": world}
     return final.eval(), summary, rank
-
-
-def _class_names():
-    from abawtools import CLASSES
-
-    return CLASSES
