@@ -126,7 +126,6 @@ class SpeechModel:
         self.dtype = dtype
         self.model = load_pretrained(name, "speech", self.device, dtype)
         self.normalize = _wants_normalised_input(name)
-        self.dim = self.model.config.hidden_size
 
     def __call__(self, wav):
         import torch

@@ -178,6 +178,9 @@ class HogExtractor:
             out[i] = self.hog.compute(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)).reshape(-1)
         return out
 
+    def feature_dim(self):
+        return self.dim
+
 
 class HFImageExtractor:
     """Any Hugging Face vision model (BEiT, ViT, MAE-ViT, ResNet, ...) from a folder or a hub id.
@@ -286,13 +289,10 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
     if error:
         raise error[0]
     T = source.frames if frames is None else frames
-    dim = feats[0].shape[1] if feats else _dim_of(extractor)
+    dim = feats[0].shape[1] if feats else extractor.feature_dim()
     out = np.full((T, dim), np.nan, np.float32)
     for idx, f in zip(rows, feats):
         keep = idx < T
         out[idx[keep]] = f[keep]
     return out
 
-
-def _dim_of(extractor):
-    return extractor.dim if extractor.dim is not None else extractor.feature_dim()
