@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from abawtools import CLASSES, NUM_CLASSES, data, inference, loss, scoring, smoothing
+from abawtools import CLASSES, NUM_CLASSES, data, inference, loss, scoring, smoothing, windows
 from abawtools.errors import AbawError
 from abawtools.model import build_model
 
@@ -70,13 +70,7 @@ class WindowSet:
         for video, start in self.items:
             by_video.setdefault(id(video), (video, []))[1].append(start)
         for video, starts in by_video.values():
-            cover = np.zeros(video.frames + 1, dtype=np.int64)
-            for s in starts:
-                cover[s] += 1
-                cover[min(s + self.window, video.frames)] -= 1
-            cover = np.cumsum(cover)[: video.frames]
-            valid = video.labels >= 0
-            counts += np.bincount(video.labels[valid], weights=cover[valid], minlength=NUM_CLASSES).astype(np.int64)
+            counts += windows.label_counts(video.labels, np.array(starts), self.window, NUM_CLASSES)
         return counts
 
 

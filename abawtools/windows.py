@@ -37,6 +37,19 @@ def valid_fractions(labels, starts, window):
     return (c[stops] - c[starts]) / real
 
 
+def label_counts(labels, starts, window, num_classes):
+    """Per-class count of the valid labels in the windows at `starts`, a frame counted once per
+    window covering it (what the loss sees, and what the class weights are computed from)."""
+    labels = np.asarray(labels)
+    T = len(labels)
+    cover = np.zeros(T + 1, dtype=np.int64)
+    np.add.at(cover, np.minimum(starts, T), 1)
+    np.add.at(cover, np.minimum(np.asarray(starts) + window, T), -1)
+    cover = np.cumsum(cover)[:T]
+    valid = labels >= 0
+    return np.bincount(labels[valid], weights=cover[valid], minlength=num_classes).astype(np.int64)
+
+
 def cut(array, start, length, fill, dtype=np.float32):
     """Rows start .. start+length-1 of `array` (a memmap is fine), `fill` outside 0..len-1."""
     n = len(array)

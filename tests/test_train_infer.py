@@ -46,6 +46,16 @@ def test_window_cli_drop_rule_padding_and_counts(run, tmp_path, rng):
     assert "Neutral=" + str(48 + 56 + 60) in res.stderr and "Fear=30" in res.stderr
 
 
+def test_label_counts_equal_a_window_by_window_count(rng):
+    labels = rng.integers(-1, 8, size=150)
+    starts = np.array([0, 8, 8, 40, 86, 120])  # a repeated window and one running past the end
+    expected = np.zeros(8, int)
+    for s in starts:
+        seg = labels[s : s + 64]
+        expected += np.bincount(seg[seg >= 0], minlength=8)
+    np.testing.assert_array_equal(windows.label_counts(labels, starts, 64, 8), expected)
+
+
 def test_padding_is_masked_and_labelled_minus_one(tmp_path, rng):
     np.save(tmp_path / "v.npy", rng.normal(size=(30, 4)).astype(np.float32))
     np.save(tmp_path / "a.npy", rng.normal(size=(30, 2)).astype(np.float32))

@@ -57,12 +57,10 @@ def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
                     f"the annotation {T} frames (missing rows are treated as missing, extra rows ignored)")
         starts = windows.window_starts(T, window, stride)
         fractions = windows.valid_fractions(labels, starts, window)
-        for s, frac in zip(starts, fractions):
-            if 1.0 - frac > max_invalid + 1e-12:
-                dropped += 1
-                continue
-            seg = labels[s : s + window]
-            counts += np.bincount(seg[seg >= 0], minlength=len(CLASSES))
+        keep = 1.0 - fractions <= max_invalid + 1e-12
+        dropped += int((~keep).sum())
+        counts += windows.label_counts(labels, starts[keep], window, len(CLASSES))
+        for s, frac in zip(starts[keep], fractions[keep]):
             rows.append({"video": vid, "visual": os.path.abspath(visual), "audio": os.path.abspath(audio),
                          "labels": os.path.abspath(os.path.join(label_dir, f)), "frames": T, "start": int(s),
                          "stop": int(s) + window, "valid_fraction": float(frac)})
