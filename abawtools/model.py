@@ -56,6 +56,15 @@ def sinusoidal_positions(length, dim, device=None):
     return pe
 
 
+def modality_dropout(visual_mask, p):
+    """§3.4: with probability p a training window loses its whole visual stream (v_mask = 0), as
+    when the subject turns away, so the network learns to fall back on audio."""
+    if p <= 0:
+        return visual_mask
+    drop = torch.rand(visual_mask.shape[0], device=visual_mask.device) < p
+    return visual_mask & ~drop[:, None]
+
+
 class SafeAttention(nn.Module):
     """Multi-head attention whose keys can be masked out, all of them included (§3.4)."""
 
@@ -163,10 +172,8 @@ class DualBranchNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, cfg.num_classes))
 
     def forward(self, visual, audio, visual_mask, audio_mask):
-        if self.training and self.cfg.modality_dropout > 0:
-            # Modality dropout (§3.4): a whole window loses its faces, as when the subject turns away.
-            drop = torch.rand(visual.shape[0], device=visual.device) < self.cfg.modality_dropout
-            visual_mask = visual_mask & ~drop[:, None]
+        if self.training:
+            visual_mask = modality_dropout(visual_mask, self.cfg.modality_dropout)
         W = visual.shape[1]
         pe = sinusoidal_positions(W, self.cfg.d_model, visual.device)
         hv = self.v_proj(self.v_norm(visual, visual_mask)) + pe
@@ -213,9 +220,8 @@ class TwoStreamBaseline(nn.Module):
         return sums / counts.clamp(min=1.0), present
 
     def forward(self, visual, audio, visual_mask, audio_mask):
-        if self.training and self.cfg.modality_dropout > 0:
-            drop = torch.rand(visual.shape[0], device=visual.device) < self.cfg.modality_dropout
-            visual_mask = visual_mask & ~drop[:, None]
+        if self.training:
+            visual_mask = modality_dropout(visual_mask, self.cfg.modality_dropout)
         a, a_present = self.pooled_audio(audio, audio_mask)
         v_out = self.v_mlp(self.v_norm(visual, visual_mask))
         a_out = self.a_mlp(a)
