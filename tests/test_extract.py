@@ -42,6 +42,15 @@ def test_extract_visual_video_marks_faceless_frames(clip, tmp_path):
     assert b"without a face" in proc.stderr
 
 
+def test_extract_visual_same_result_with_any_number_of_workers(clip):
+    root = clip[0]
+    source, cropper, hog = visual.open_source(str(root / "clip.mp4")), visual.FaceCropper(size=64), visual.HogExtractor()
+    one = visual.extract(source, hog, cropper, batch_size=16, workers=1)
+    for _ in range(3):  # threads race differently every run
+        many = visual.extract(visual.open_source(str(root / "clip.mp4")), hog, cropper, batch_size=16, workers=4)
+        np.testing.assert_array_equal(many, one)
+
+
 def test_extract_visual_frame_folder_missing_and_corrupt(tmp_path, run):
     face = demo.load_face(FACE_PNG, size=112)
     folder = tmp_path / "cropped_aligned" / "7_left"
