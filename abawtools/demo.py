@@ -22,10 +22,7 @@ FPS = 25
 SIZE = (320, 240)
 RATE = 16000
 HERE = os.path.dirname(os.path.abspath(__file__))
-FACE_CANDIDATES = (
-    os.path.join(HERE, "..", "examples", "data", "face.jpg"),
-    os.path.join(HERE, "..", "..", "shared", "fixtures", "face-astronaut.png"),
-)
+FACE_CANDIDATES = (os.path.join(HERE, "..", "examples", "data", "face.jpg"),)
 
 
 def load_face(path=None, size=150):

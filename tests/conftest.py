@@ -10,8 +10,8 @@ from abawtools import CLASSES
 from abawtools.cli import cli
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(HERE, "..", "..", "shared", "fixtures")
-FACE_PNG = os.path.join(FIXTURES, "face-astronaut.png")
+# a real face photo kept in the repository (public domain; see tests/data/README.md)
+FACE_PNG = os.path.join(HERE, "data", "face-astronaut.png")
 
 
 @pytest.fixture
