@@ -41,10 +41,3 @@ def load_pretrained(name, what, device, dtype):
     except (OSError, ValueError) as exc:
         raise AbawError(f"cannot load {what} model {name!r}: {str(exc).splitlines()[0]}") from None
     return model.to(device, dtype=dtype).eval()
-
-
-def torch_dtype(name):
-    """'fp32' | 'fp16' | 'bf16' -> None (keep fp32) or the torch dtype."""
-    import torch
-
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]

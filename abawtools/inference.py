@@ -4,12 +4,7 @@ import numpy as np
 import torch
 
 from abawtools import data, windows
-
-
-def pick_device(name="auto"):
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from abawtools.runtime import autocast
 
 
 def to_tensors(batch, device):
@@ -34,7 +29,7 @@ def predict_video(model, video, window=None, stride=None, batch_size=64, device=
     for lo in range(0, len(starts), batch_size):
         chunk = starts[lo : lo + batch_size]
         batch = to_tensors(data.cut_batch([(video, int(s)) for s in chunk], window, cfg.audio_context), device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with autocast(device, autocast_dtype):
             logits = model(batch["visual"], batch["audio"], batch["visual_mask"], batch["audio_mask"])
         rows = (torch.as_tensor(chunk, device=device)[:, None] + offsets).reshape(-1)
         sums.index_add_(0, rows, logits.reshape(-1, cfg.num_classes).double())

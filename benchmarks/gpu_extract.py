@@ -49,7 +49,7 @@ def main():
     from transformers import BeitConfig, BeitModel, WavLMConfig, WavLMModel
 
     from abawtools import audio, demo, visual
-    from abawtools.hf import torch_dtype
+    from abawtools.runtime import torch_dtype
 
     device = torch.device(args.device)
     dtype = torch_dtype(args.dtype)

@@ -39,8 +39,7 @@ def cli(inputs, output, model, chunk_seconds, context_seconds, device, dtype, sh
         return
     speech = None
     if model != "fbank":
-        from abawtools.hf import torch_dtype
-        from abawtools.inference import pick_device
+        from abawtools.runtime import pick_device, torch_dtype
 
         speech = audio.SpeechModel(model, pick_device(device), torch_dtype(dtype))
     for path, out in plan:

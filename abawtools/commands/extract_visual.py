@@ -52,8 +52,7 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
         return
     dev, precision = "cpu", None
     if model != "hog":
-        from abawtools.hf import torch_dtype
-        from abawtools.inference import pick_device
+        from abawtools.runtime import pick_device, torch_dtype
 
         dev, precision = pick_device(device), torch_dtype(dtype)
     extractor = visual.load_extractor(model, dev, precision)

@@ -41,7 +41,7 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
 
     import torch
 
-    from abawtools import data, formats, inference, windows
+    from abawtools import data, formats, inference, runtime, windows
     from abawtools.errors import AbawError
     from abawtools.model import load_model
 
@@ -49,7 +49,7 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         raise click.UsageError("give --visual (one video) or --visual-dir (many)")
     if visual_dir and not audio_dir:
         raise click.UsageError("--visual-dir needs --audio-dir")
-    dev = inference.pick_device(device)
+    dev = runtime.pick_device(device)
     model, info = load_model(model_path, dev)
     autocast = torch.bfloat16 if bf16 else None
 

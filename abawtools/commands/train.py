@@ -20,14 +20,27 @@ import click
               help="Baseline: visual weight of the decision fusion.")
 @click.option("--audio-context", default=18, show_default=True, type=click.IntRange(min=0),
               help="Baseline: audio of a frame = mean over +-N frames.")
-@click.option("--gamma", default=2.0, show_default=True, type=float, help="Focal loss focusing parameter.")
-@click.option("--beta", default=0.9999, show_default=True, type=float, help="Effective-number beta for class weights.")
+@click.option("--gamma", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Focal loss focusing parameter (§3.5).")
+@click.option("--beta", default=0.9999, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Effective-number beta for class weights (§4.4; 0.9999 as in Cui et al. 2019).")
 @click.option("--no-class-weights", is_flag=True, help="Plain focal loss, no class weights.")
-@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per step (global).")
-@click.option("--lr", default=1e-4, show_default=True, type=float)
-@click.option("--weight-decay", default=0.01, show_default=True, type=float)
-@click.option("--warmup", default=0.05, show_default=True, type=click.FloatRange(0, 1), help="Share of steps for linear warmup.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Authors' train.py (the paper gives none).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Windows per micro-batch (global; §4.4 / authors' train.py).")
+@click.option("--accumulate", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Micro-batches per optimizer step: 32 x 2 = 64 windows per update (authors' train.py).")
+@click.option("--lr", default=2.4e-5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Peak AdamW learning rate (authors' train.py).")
+@click.option("--weight-decay", default=0.03, show_default=True, type=click.FloatRange(min=0),
+              help="AdamW weight decay (authors' train.py).")
+@click.option("--warmup", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of steps for linear warmup before the cosine decay (authors' train.py).")
+@click.option("--patience", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Stop after this many epochs without a better val macro F1 (0: run every epoch).")
+@click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Also write a checkpoint every N steps (0: after every epoch only).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--smooth-k", default=11, show_default=True, type=int, help="Median kernel for validation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
@@ -37,7 +50,8 @@ import click
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--stop-after-steps", type=int, default=None, hidden=True)
 def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, fusion_lambda,
-        audio_context, gamma, beta, no_class_weights, epochs, batch_size, lr, weight_decay, warmup, seed,
+        audio_context, gamma, beta, no_class_weights, epochs, batch_size, accumulate, lr, weight_decay, warmup,
+        patience, checkpoint_every, seed,
         smooth_k, device, no_bf16, resume_dir, threads, stop_after_steps):
     """Train the dual-branch network (or the MLP baseline) on windows cut on the fly.
 
@@ -79,9 +93,10 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
     cfg = ModelConfig(arch=arch, d_model=d_model, layers=layers, heads=heads, dropout=dropout,
                       modality_dropout=modality_dropout, window=W, stride=_stride(rows, W),
                       fusion_lambda=fusion_lambda, audio_context=audio_context if arch == "baseline" else 0)
-    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                        gamma=gamma, beta=beta, class_weights=not no_class_weights, seed=seed,
-                        smooth_k=smooth_k, device=device, bf16=not no_bf16)
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
+                        weight_decay=weight_decay, warmup=warmup, gamma=gamma, beta=beta,
+                        class_weights=not no_class_weights, seed=seed, smooth_k=smooth_k, device=device,
+                        bf16=not no_bf16, patience=patience, checkpoint_every=checkpoint_every)
     checkpoint_dir = resume_dir or output + ".ckpt"
     try:
         model, summary, rank = train(rows, cfg, opts, checkpoint_dir, val_rows, log=log,

@@ -1,0 +1,330 @@
+"""The one training loop behind `abaw train` and `abaw finetune`.
+
+What it owns: process groups (torchrun: NCCL on GPUs, gloo on CPU), seeding, AdamW with linear
+warmup + cosine decay over parameter groups, gradient accumulation, bf16 autocast on CUDA, per-
+epoch validation with the best epoch kept and optional early stopping, progress on stderr, and
+checkpoints (every epoch, every N steps, and at once on SIGTERM/SIGUSR1, after which it raises
+`Preempted` and the command exits 75) from which the same command continues exactly.
+
+What differs between the window model and a vision backbone is passed in as a *job* (see `Job`):
+how to build the model, the items of an epoch and how to load them, the loss, and validation.
+"""
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from abawtools import runtime
+from abawtools.errors import AbawError
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a checkpoint was written; run the same command again to continue
+PREEMPTED_MARKER = "PREEMPTED"  # written into the checkpoint folder alongside that exit status
+
+
+class Preempted(Exception):
+    """Raised after a checkpoint was written because SLURM (or a user) asked the job to stop."""
+
+
+class Job:
+    """What a training run needs besides the loop. Subclasses fill in every method but `order`.
+
+    `opts` (a dataclass) must have: epochs, batch_size (global, per micro-batch), accumulate, lr,
+    weight_decay, warmup, seed, device, bf16, patience, checkpoint_every.
+    """
+
+    unit = "items"  # for progress lines: windows, images
+    ddp_kwargs = {}
+
+    def build(self, device, rank, world, log):
+        """Read the data, build the model (on the CPU, after the loop seeded torch) and return it."""
+        raise NotImplementedError
+
+    def size(self):
+        """Number of training items in an epoch."""
+        raise NotImplementedError
+
+    def order(self, epoch, seed):
+        """The epoch's item order: a function of (seed, epoch) only, so a resumed run replays it."""
+        return np.random.default_rng([seed, epoch]).permutation(self.size())
+
+    def batches(self, index_lists, device):
+        """Yield one batch (a dict of tensors on `device`) per list of item indices, in order."""
+        raise NotImplementedError
+
+    def loss(self, net, batch, key):
+        """(sum of the per-item losses over this rank's batch, number of items that count).
+
+        `key` = (epoch, batch, micro-batch, rank) seeds any augmentation, so it is replayed exactly."""
+        raise NotImplementedError
+
+    def param_groups(self, model):
+        """[{"params": [...], "lr_scale": s, "weight_decay": wd?}, ...]; default: one group."""
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+
+    def validate(self, model, device, autocast_dtype):
+        """{"macro_f1": ..., "accuracy": ...} on the validation set, or None when there is none."""
+        return None
+
+    def fingerprint(self):
+        """A digest of what the run reads (items, files, their sizes and times): resume only onto these."""
+        raise NotImplementedError
+
+    def summary(self):
+        return {}
+
+
+def lr_factor(step, total, warmup_steps):
+    """Linear warmup over `warmup_steps`, then cosine decay to 0 at `total`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def file_signature(paths):
+    """Digest of files by path, size and modification time (cheap, catches new features)."""
+    h = hashlib.sha256()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}|missing\n".encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------ distributed
+def dist_setup(device_name):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if world > 1 and use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = runtime.pick_device(device_name)
+    return world, rank, device
+
+
+def all_sum(value, device, world):
+    if world == 1:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+# ------------------------------------------------------------------------------ loop
+def fit(job, opts, checkpoint_dir, log=print, stop_after_steps=None, progress_every=30.0):
+    """Train and return (model with the best weights, summary, rank). Raises Preempted after a checkpoint."""
+    # from the first moment: a SIGUSR1 during start-up must not kill the job (its default action)
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        return _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every):
+    world, rank, device = dist_setup(opts.device)
+    if opts.batch_size % world:
+        raise AbawError(f"--batch-size {opts.batch_size} must be divisible by the {world} processes")
+    torch.manual_seed(opts.seed)
+    model = job.build(device, rank, world, log)
+    model.to(device)
+    net = torch.nn.parallel.DistributedDataParallel(model, **job.ddp_kwargs) if world > 1 else model
+
+    n_items = job.size()
+    per_step = opts.batch_size * opts.accumulate
+    steps_per_epoch = math.ceil(n_items / per_step)
+    total = steps_per_epoch * opts.epochs
+    warmup_steps = max(1, int(opts.warmup * total))
+    groups = [
+        {"params": g["params"], "lr": opts.lr * g.get("lr_scale", 1.0),
+         "weight_decay": g.get("weight_decay", opts.weight_decay)}
+        for g in job.param_groups(model) if g["params"]
+    ]
+    optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_factor(s, total, warmup_steps))
+    autocast_dtype = runtime.training_autocast_dtype(device, opts.bf16)
+
+    h = hashlib.sha256(job.fingerprint().encode())
+    keep = {k: v for k, v in asdict(opts).items() if k not in ("device", "checkpoint_every")}
+    h.update(json.dumps(keep, sort_keys=True).encode())
+    fingerprint = h.hexdigest()[:16]
+    state_path = os.path.join(checkpoint_dir, "checkpoint.pt")
+    marker = os.path.join(checkpoint_dir, PREEMPTED_MARKER)
+    if rank == 0 and os.path.exists(marker):
+        os.unlink(marker)
+    epoch, batch_in_epoch, history, best, resumed_loss = 0, 0, [], None, 0.0
+    best_state = None
+    if os.path.exists(state_path):
+        ckpt = load_checkpoint(state_path)
+        if ckpt["fingerprint"] != fingerprint:
+            raise AbawError(f"{state_path} belongs to another run (other data, features, model or options); "
+                            f"delete {checkpoint_dir} to start over, or give another --resume folder")
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optim"])
+        sched.load_state_dict(ckpt["sched"])
+        mine = rank if ckpt["world"] == world else 0
+        torch.set_rng_state(ckpt["torch_rng"][mine])
+        if device.type == "cuda" and ckpt["cuda_rng"][mine].numel():
+            torch.cuda.set_rng_state(ckpt["cuda_rng"][mine], device)
+        epoch, batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch"])
+        resumed_loss = float(ckpt["loss_sum"])  # this epoch's loss so far, for an honest epoch mean
+        history = json.loads(ckpt["history"])
+        best = json.loads(ckpt["best"])
+        best_state = ckpt.get("best_state") or None
+        if rank == 0:
+            log(f"resumed from {state_path}: epoch {epoch + 1}, step {batch_in_epoch}/{steps_per_epoch}")
+    else:
+        torch.manual_seed(opts.seed * 1000 + rank)  # per-rank dropout streams
+
+    def save_checkpoint():
+        # every rank's generators: dropout and modality dropout draw from them (CUDA's on a GPU)
+        rng = (torch.get_rng_state(),
+               torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8))
+        rngs = [None] * world if world > 1 else [rng]
+        if world > 1:
+            dist.all_gather_object(rngs, rng)
+        if rank != 0:
+            return
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        state = {
+            "fingerprint": fingerprint, "world": world, "epoch": epoch, "batch": batch_in_epoch,
+            "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
+            "torch_rng": [r[0] for r in rngs], "cuda_rng": [r[1] for r in rngs], "history": json.dumps(history),
+            "best": json.dumps(best), "loss_sum": loss_sum, "best_state": best_state or {},
+        }
+        tmp = state_path + ".part"
+        torch.save(state, tmp)
+        os.replace(tmp, state_path)
+
+    def stopped_early():
+        """Early stopping: `patience` epochs in a row without a better validation score."""
+        return bool(opts.patience and best and history and history[-1]["epoch"] - best["epoch"] >= opts.patience)
+
+    if rank == 0:
+        log(f"{n_items} {job.unit} per epoch, {steps_per_epoch} steps of {per_step} "
+            f"({opts.batch_size} x {opts.accumulate} accumulated), "
+            f"{sum(p.numel() for p in model.parameters())} parameters, {world} process(es) on {device}")
+    steps_done = 0
+    loss_sum = resumed_loss
+    while epoch < opts.epochs and not stopped_early():
+        order = job.order(epoch, opts.seed)
+        net.train()
+        t0, seen, loss_sum = time.monotonic(), 0, resumed_loss
+        resumed_loss = 0.0
+        last_note = t0
+        while batch_in_epoch < steps_per_epoch:
+            step_items = order[batch_in_epoch * per_step : (batch_in_epoch + 1) * per_step]
+            micro = [step_items[i : i + opts.batch_size] for i in range(0, len(step_items), opts.batch_size)]
+            # this rank's share of each micro-batch; a share smaller than the world leaves a rank
+            # idle: DDP still needs its step, so it runs one item that counts for nothing
+            mine = [m[rank::world] for m in micro]
+            idle = [len(x) == 0 for x in mine]
+            lists = [m[:1] if empty else x for m, x, empty in zip(micro, mine, idle)]
+            optim.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for j, batch in enumerate(job.batches(lists, device)):
+                with runtime.autocast(device, autocast_dtype):
+                    local, valid_here = job.loss(net, batch, (epoch, batch_in_epoch, j, rank))
+                if idle[j]:
+                    local, valid_here = local * 0.0, 0
+                valid_all = all_sum(valid_here, device, world)
+                # sum over this rank's items / all ranks' valid items, times world because DDP
+                # averages gradients: each micro-batch's update is the loss over the global batch;
+                # accumulated micro-batches are averaged
+                micro_loss = local * world / max(valid_all, 1.0)
+                if len(micro) > 1:
+                    micro_loss = micro_loss / len(micro)
+                sync = world > 1 and j < len(micro) - 1
+                with net.no_sync() if sync else contextlib.nullcontext():
+                    micro_loss.backward()
+                step_loss += all_sum(local.item(), device, world) / max(valid_all, 1.0) / len(micro)
+            optim.step()
+            sched.step()
+            batch_in_epoch += 1
+            steps_done += 1
+            seen += len(step_items)
+            loss_sum += step_loss
+            if rank == 0 and time.monotonic() - last_note >= progress_every:
+                last_note = time.monotonic()
+                log(f"epoch {epoch + 1}/{opts.epochs}: step {batch_in_epoch}/{steps_per_epoch}, "
+                    f"loss {loss_sum / max(batch_in_epoch, 1):.4f}, "
+                    f"{seen / max(last_note - t0, 1e-9):.0f} {job.unit}/s")
+            interrupt = stop["signal"] or (stop_after_steps is not None and steps_done >= stop_after_steps)
+            if all_sum(1.0 if interrupt else 0.0, device, world) > 0:
+                save_checkpoint()
+                why = stop["signal"] or f"stopped after {steps_done} steps"
+                if rank == 0:
+                    # for job scripts: under torchrun the exit status 75 does not survive
+                    with open(marker, "w") as fh:
+                        fh.write(why + "\n")
+                raise Preempted(why)
+            if opts.checkpoint_every and batch_in_epoch % opts.checkpoint_every == 0 \
+                    and batch_in_epoch < steps_per_epoch:
+                save_checkpoint()
+        rate = seen / max(time.monotonic() - t0, 1e-9)
+        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, f"{job.unit}_per_s": rate,
+                  "lr": sched.get_last_lr()[0]}
+        if rank == 0:
+            result = job.validate(model, device, autocast_dtype)
+            if result is not None:
+                record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
+                if best is None or result["macro_f1"] > best["val_macro_f1"]:
+                    best = dict(record)
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if world > 1:  # rank 0's verdict on the best epoch, for early stopping on every rank
+            shared = [best]
+            dist.broadcast_object_list(shared, src=0)
+            best = shared[0]
+        history.append(record)
+        if rank == 0:
+            log(f"epoch {record['epoch']}/{opts.epochs}: loss {record['loss']:.4f}, {rate:.0f} {job.unit}/s"
+                + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
+                   if "val_macro_f1" in record else ""))
+        epoch += 1
+        batch_in_epoch, loss_sum = 0, 0.0
+        save_checkpoint()
+    if rank == 0 and stopped_early() and epoch < opts.epochs:
+        log(f"early stop after epoch {epoch}: no better val macro F1 for {opts.patience} epochs "
+            f"(best: epoch {best['epoch']}, {best['val_macro_f1']:.4f})")
+
+    final = copy.deepcopy(model).cpu()
+    if best_state:
+        final.load_state_dict(best_state)
+    summary = {"epochs": opts.epochs, "epochs_run": epoch, "history": history, "best": best,
+               "options": asdict(opts), "world_size": world, **job.summary()}
+    return final.eval(), summary, rank
+
+
+def load_checkpoint(path):
+    """A resume checkpoint, tensors and plain types only (never a pickle of code); one line if unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # torch's own message suggests weights_only=False: never pass that on for a file on disk
+        raise AbawError(f"{path}: checkpoint is unreadable (truncated or not written by abaw); "
+                        f"delete {os.path.dirname(path) or '.'} to start over") from None

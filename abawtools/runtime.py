@@ -1,0 +1,29 @@
+"""Device and precision helpers, one place for training, fine-tuning, inference and extraction."""
+
+import contextlib
+
+import torch
+
+
+def pick_device(name="auto"):
+    """'auto' -> the first GPU if there is one, else the CPU; anything else as torch spells it."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def torch_dtype(name):
+    """'fp32' | 'fp16' | 'bf16' -> None (keep fp32) or the torch dtype."""
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def training_autocast_dtype(device, bf16):
+    """bf16 autocast for training on CUDA (the default); fp32 elsewhere unless asked for."""
+    return torch.bfloat16 if bf16 and device.type == "cuda" else None
+
+
+def autocast(device, dtype):
+    """torch.autocast on `device` in `dtype`, or nothing when dtype is None (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
