@@ -28,16 +28,17 @@ def preprocessor_config(name):
     return {}
 
 
-def load_pretrained(name, what, device, dtype):
+def load_pretrained(name, what, device, dtype, **config_overrides):
     """AutoModel.from_pretrained on a local folder or a hub id (never trust_remote_code), on
-    `device` in `dtype`, in eval mode; a clear one-line error when it cannot be loaded."""
+    `device` in `dtype`, in eval mode; a clear one-line error when it cannot be loaded.
+    `config_overrides` replace config fields (e.g. mask_ratio=0.0)."""
     from transformers import AutoModel
 
     from abawtools.errors import AbawError
 
     quiet_transformers()
     try:
-        model = AutoModel.from_pretrained(name)
+        model = AutoModel.from_pretrained(name, **config_overrides)
     except (OSError, ValueError) as exc:
         raise AbawError(f"cannot load {what} model {name!r}: {str(exc).splitlines()[0]}") from None
     return model.to(device, dtype=dtype).eval()

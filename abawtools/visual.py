@@ -7,13 +7,16 @@ A frame with no face, a missing `00042.jpg` or an unreadable file gives a row of
 """
 
 import itertools
+import json
 import os
 import queue
 import re
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
+from abawtools import CLASSES, NUM_CLASSES
 from abawtools.errors import AbawError
 from abawtools.hf import load_pretrained, preprocessor_config
 
@@ -101,14 +104,124 @@ def open_source(path):
     return FrameFolder(path) if os.path.isdir(path) else VideoFile(path)
 
 
+# ------------------------------------------------------------------------ preprocessing
+# PIL's resample codes, as preprocessor_config.json stores them, and OpenCV's nearest equivalent
+_RESAMPLE = {0: "INTER_NEAREST", 1: "INTER_LANCZOS4", 2: "INTER_LINEAR", 3: "INTER_CUBIC", 4: "INTER_AREA",
+             5: "INTER_LINEAR"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How a face crop becomes a model input: one definition for extraction and fine-tuning.
+
+    size: the square input side; resample: PIL's code from preprocessor_config.json (used when a
+    crop is enlarged; shrinking always uses area averaging, which is what PIL's antialiased resize
+    does and what the cv2 equivalents of its filters do not); scale, mean, std: x * scale - mean / std.
+    """
+
+    size: int = 224
+    resample: int = 2
+    scale: float = 1 / 255
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_pretrained(cls, name, model_config=None):
+        pre = preprocessor_config(name)
+        size = pre.get("crop_size") or pre.get("size") or getattr(model_config, "image_size", 224)
+        if isinstance(size, dict):
+            size = size.get("height") or size.get("shortest_edge") or size.get("width")
+        size = int(size if not isinstance(size, (list, tuple)) else size[0])
+        return cls(
+            size=size,
+            resample=int(pre.get("resample", 2)),
+            scale=float(pre.get("rescale_factor", 1 / 255)) if pre.get("do_rescale", True) else 1.0,
+            mean=tuple(float(v) for v in pre.get("image_mean", cls.mean)),
+            std=tuple(float(v) for v in pre.get("image_std", cls.std)),
+        )
+
+    def to_preprocessor_config(self):
+        """What a fine-tuned model folder stores, so `from_pretrained` gives this spec back."""
+        return {"do_resize": True, "size": {"height": self.size, "width": self.size}, "resample": self.resample,
+                "do_rescale": self.scale != 1.0, "rescale_factor": self.scale, "do_normalize": True,
+                "image_mean": list(self.mean), "image_std": list(self.std)}
+
+
+def resize_face(image_bgr, spec):
+    """A BGR face crop (any size) -> RGB uint8 (spec.size, spec.size, 3)."""
+    import cv2
+
+    h, w = image_bgr.shape[:2]
+    if (h, w) != (spec.size, spec.size):
+        shrink = h > spec.size or w > spec.size
+        method = cv2.INTER_AREA if shrink else getattr(cv2, _RESAMPLE.get(spec.resample, "INTER_LINEAR"))
+        image_bgr = cv2.resize(image_bgr, (spec.size, spec.size), interpolation=method)
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+
+
+def normalize(pixels, spec):
+    """uint8 or [0, 255] float tensor (N, 3, H, W) -> the model's input, float32 on its device."""
+    import torch
+
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    return (pixels.float() * spec.scale - mean) / std
+
+
+def load_backbone(name, device="cpu", dtype=None):
+    """A Hugging Face vision backbone for extraction or fine-tuning, deterministic.
+
+    Training-time randomness in the forward pass is switched off: ViT-MAE shuffles and drops 75 %
+    of the patches on *every* forward, eval mode or not (its mask_ratio), so it is set to 0 and
+    `pooled_features` passes an identity order; drop-path / stochastic depth is off in eval mode
+    and set to 0 for fine-tuning, so what is trained is what is extracted.
+    """
+    overrides = {}
+    config = _load_config(name)
+    if hasattr(config, "mask_ratio"):
+        overrides["mask_ratio"] = 0.0
+    for key in ("drop_path_rate", "drop_connect_rate"):
+        if hasattr(config, key):
+            overrides[key] = 0.0
+    return load_pretrained(name, "vision", device, dtype, **overrides)
+
+
+def _load_config(name):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise AbawError(f"cannot load vision model {name!r}: {str(exc).splitlines()[0]}") from None
+
+
+def pooled_features(model, pixel_values):
+    """The feature of the paper (§4.2): the backbone's pooled output, else the mean of its final
+    hidden states over tokens (or over space, for CNNs). Extraction and fine-tuning both use it."""
+    import torch
+
+    kwargs = {}
+    if getattr(model.config, "mask_ratio", None) is not None:
+        # ViT-MAE: patches in their own order, all kept (mask_ratio 0): no random shuffle
+        n = (model.config.image_size // model.config.patch_size) ** 2
+        kwargs["noise"] = torch.arange(n, device=pixel_values.device, dtype=torch.float32).expand(len(pixel_values), n)
+    out = model(pixel_values=pixel_values, **kwargs)
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is None:
+        hidden = out.last_hidden_state
+        pooled = hidden.mean(dim=1) if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
+    return pooled.reshape(len(pixel_values), -1)
+
+
 # ------------------------------------------------------------------------------- faces
 class FaceCropper:
-    """Largest frontal face (Haar cascade), squared and widened by `margin`, resized to `size`."""
+    """Largest frontal face (Haar cascade), squared and widened by `margin`, resized by `spec`."""
 
-    def __init__(self, size=112, margin=0.25, detect=True, detect_width=320):
+    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320):
         import cv2
 
-        self.size, self.margin, self.detect, self.detect_width = size, margin, detect, detect_width
+        self.spec = spec or ImageSpec(size=112)
+        self.margin, self.detect, self.detect_width = margin, detect, detect_width
         # One CascadeClassifier per thread: `extract` detects on several worker threads, and a
         # classifier shared between them returns different faces from run to run (measured: 47,
         # 48 or 50 faceless frames of 105 on the same clip); each thread's own one is deterministic.
@@ -166,15 +279,14 @@ class FaceCropper:
                 image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
                 x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
             image = image[y0:y1, x0:x1]
-        crop = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        return resize_face(image, self.spec)
 
 
 # --------------------------------------------------------------------------- extractors
 class HogExtractor:
     """Weight-free default: HOG of the 64x64 grey face crop (1764 dims), so the pipeline runs anywhere."""
 
-    crop_size = 64
+    spec = ImageSpec(size=64, resample=4)  # area averaging both ways, as since 0.1.0
 
     def __init__(self):
         import cv2
@@ -194,59 +306,118 @@ class HogExtractor:
         return self.dim
 
 
+HEAD_FILE = "head.safetensors"  # a fine-tuned folder's classifier: weight (K, D), bias (K), classes, prior
+
+
+def read_head(folder):
+    """(weight, bias, classes, prior) of a fine-tuned model folder's head, or None if it has none."""
+    from safetensors import safe_open
+
+    path = os.path.join(folder, HEAD_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with safe_open(path, framework="pt") as fh:
+            meta = fh.metadata() or {}
+            weight, bias = fh.get_tensor("weight"), fh.get_tensor("bias")
+        classes = json.loads(meta["abaw.classes"])
+        prior = json.loads(meta.get("abaw.prior", "null")) or [1.0 / len(classes)] * len(classes)
+    except Exception as exc:
+        raise AbawError(f"{path}: not a readable classifier head ({str(exc).splitlines()[0]})") from None
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown or weight.shape[0] != len(classes):
+        raise AbawError(f"{path}: head classes {classes} do not match its {weight.shape[0]} outputs "
+                        f"or the ABAW classes")
+    return weight, bias, classes, prior
+
+
 class HFImageExtractor:
     """Any Hugging Face vision model (BEiT, ViT, MAE-ViT, ResNet, ...) from a folder or a hub id.
 
-    Pre-processing is read from its preprocessor_config.json (size, mean, std) and done batched
-    with OpenCV/torch (no PIL, no torchvision); the feature is the pooler output when the model
-    has one, else the mean of the final hidden states over tokens.
+    Pre-processing is `ImageSpec` from its preprocessor_config.json, batched with OpenCV/torch (no
+    PIL, no torchvision); the feature is `pooled_features`. With `logits=True` (a folder written by
+    `abaw finetune`) the output is its head's logits over the 8 ABAW classes instead.
     """
 
-    def __init__(self, name, device="cpu", dtype=None):
+    def __init__(self, name, device="cpu", dtype=None, logits=False):
         import torch
 
         self.device = torch.device(device)
         self.dtype = dtype
-        self.model = load_pretrained(name, "vision", self.device, dtype)
-        pre = preprocessor_config(name)
-        size = pre.get("crop_size") or pre.get("size") or getattr(self.model.config, "image_size", 224)
-        if isinstance(size, dict):
-            size = size.get("height") or size.get("shortest_edge") or size.get("width")
-        self.crop_size = int(size if not isinstance(size, (list, tuple)) else size[0])
-        mean = pre.get("image_mean", [0.485, 0.456, 0.406])
-        std = pre.get("image_std", [0.229, 0.224, 0.225])
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.scale = float(pre.get("rescale_factor", 1 / 255)) if pre.get("do_rescale", True) else 1.0
+        self.model = load_backbone(name, self.device, dtype)
+        self.spec = ImageSpec.from_pretrained(name, self.model.config)
         self.dim = None
+        self.head = None
+        if logits:
+            head = read_head(name) if os.path.isdir(name) else None
+            if head is None:
+                raise AbawError(f"--logits needs a model folder written by abaw finetune; {name} has no {HEAD_FILE}")
+            weight, bias, classes, prior = head
+            self.head = (weight.to(self.device, torch.float32), bias.to(self.device, torch.float32))
+            self.columns = [CLASSES.index(c) for c in classes]
+            self.prior = np.asarray(prior, np.float64)
 
     def __call__(self, crops):
         import torch
 
-        x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float()
-        x = (x * self.scale - self.mean) / self.std
+        x = normalize(torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2), self.spec)
         if self.dtype is not None:
             x = x.to(self.dtype)
         with torch.no_grad():
-            out = self.model(pixel_values=x)
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is None:
-            hidden = out.last_hidden_state
-            pooled = hidden.mean(dim=1) if hidden.dim() == 3 else hidden.mean(dim=(2, 3))
-        feats = pooled.reshape(len(crops), -1).float().cpu().numpy()
+            feats = pooled_features(self.model, x).float()
+            if self.head is not None:
+                feats = head_logits(feats @ self.head[0].T + self.head[1], self.columns)
+        feats = feats.cpu().numpy()
         self.dim = feats.shape[1]
         return feats
 
     def feature_dim(self):
         if self.dim is None:
-            self(np.zeros((1, self.crop_size, self.crop_size, 3), np.uint8))
+            self(np.zeros((1, self.spec.size, self.spec.size, 3), np.uint8))
         return self.dim
 
+    def fill_missing(self, out):
+        """--logits: a frame without a face takes the nearest face frame's logits (the earlier one
+        on a tie); a video without any face, the log of the training class prior. Never NaN."""
+        log_prior = np.log(np.maximum(self.prior, 1e-12))
+        fallback = np.full(NUM_CLASSES, log_prior.min() - 30.0)
+        fallback[self.columns] = log_prior
+        return fill_nearest(out, fallback)
 
-def load_extractor(name, device="cpu", dtype=None):
+
+def head_logits(logits, columns):
+    """A head's (N, K) logits as (N, 8) in ABAW order; a class the head lacks (Other, after a
+    static-data fine-tune) gets the row's minimum - 30, so argmax never picks it and nothing is NaN."""
+    import torch
+
+    if len(columns) == NUM_CLASSES and columns == list(range(NUM_CLASSES)):
+        return logits
+    out = torch.empty(logits.shape[0], NUM_CLASSES, dtype=logits.dtype, device=logits.device)
+    out[:] = logits.min(dim=1, keepdim=True).values - 30.0
+    out[:, columns] = logits
+    return out
+
+
+def fill_nearest(out, fallback):
+    """Rows of NaN take the nearest finite row (ties: the earlier); all NaN -> `fallback` everywhere."""
+    ok = np.flatnonzero(np.isfinite(out).all(axis=1))
+    if len(ok) == 0:
+        return np.broadcast_to(np.asarray(fallback, out.dtype), out.shape).copy()
+    if len(ok) == len(out):
+        return out
+    t = np.arange(len(out))
+    right = np.clip(np.searchsorted(ok, t), 0, len(ok) - 1)
+    left = np.clip(right - 1, 0, len(ok) - 1)
+    take_left = np.abs(t - ok[left]) <= np.abs(ok[right] - t)
+    return out[np.where(take_left, ok[left], ok[right])]
+
+
+def load_extractor(name, device="cpu", dtype=None, logits=False):
     if name in (None, "hog"):
+        if logits:
+            raise AbawError("--logits needs a fine-tuned model folder (--model DIR from abaw finetune), not hog")
         return HogExtractor()
-    return HFImageExtractor(name, device, dtype)
+    return HFImageExtractor(name, device, dtype, logits)
 
 
 # ------------------------------------------------------------------------------ pipeline

@@ -54,7 +54,7 @@ def main():
     decode = n / (time.perf_counter() - t)
 
     extractor = visual.HogExtractor()
-    cropper = visual.FaceCropper(size=extractor.crop_size)
+    cropper = visual.FaceCropper(extractor.spec)
     t = time.perf_counter()
     feats = visual.extract(visual.VideoFile(path), extractor, cropper, batch_size=64)
     full = len(feats) / (time.perf_counter() - t)

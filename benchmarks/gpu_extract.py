@@ -69,7 +69,7 @@ def main():
         cv2.imwrite(os.path.join(folder, f"{t:05d}.jpg"), face)
 
     extractor = visual.HFImageExtractor(beit_dir, device, dtype)
-    cropper = visual.FaceCropper(size=extractor.crop_size, detect=False)
+    cropper = visual.FaceCropper(extractor.spec, detect=False)
     visual.extract(visual.FrameFolder(folder), extractor, cropper, args.batch_size, frames=args.batch_size)  # warm-up
     sync(device)
     t = time.perf_counter()

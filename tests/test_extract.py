@@ -44,7 +44,7 @@ def test_extract_visual_video_marks_faceless_frames(clip, tmp_path):
 
 def test_extract_visual_same_result_with_any_number_of_workers(clip):
     root = clip[0]
-    source, cropper, hog = visual.open_source(str(root / "clip.mp4")), visual.FaceCropper(size=64), visual.HogExtractor()
+    source, cropper, hog = visual.open_source(str(root / "clip.mp4")), visual.FaceCropper(visual.HogExtractor.spec), visual.HogExtractor()
     one = visual.extract(source, hog, cropper, batch_size=16, workers=1)
     for _ in range(3):  # threads race differently every run
         many = visual.extract(visual.open_source(str(root / "clip.mp4")), hog, cropper, batch_size=16, workers=4)

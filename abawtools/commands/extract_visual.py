@@ -20,12 +20,18 @@ from abawtools.commands import _common
               help="Backbone precision (fp16/bf16 on GPU).")
 @click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Precision of the NPY written (float16 halves the disk for BEiT-large features).")
+@click.option("--logits", is_flag=True,
+              help="Write the fine-tuned head's (T, 8) logits instead of features (a model folder from "
+              "`abaw finetune`): frame-level predictions that smooth and score take as they are. A frame "
+              "without a face takes the nearest face frame's logits; a video without any face, the log "
+              "of the training class prior.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Force T rows (pad with NaN / cut).")
 @click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Take T from this label file (one input only).")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, save_dtype, frames, like, shard, skip_existing):
+def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, save_dtype, logits, frames, like, shard,
+        skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
     A video file is decoded frame by frame; a folder in the Aff-Wild2 cropped_aligned layout
@@ -37,6 +43,7 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
       abaw extract-visual clip.mp4 -o visual/clip.npy
       abaw extract-visual cropped_aligned/* --no-detect --model ./beit-large-affwild2 \\
           --device cuda --dtype bf16 --save-dtype float16 -o visual/ --skip-existing
+      abaw extract-visual cropped_aligned/* --no-detect --model beit-affwild2/ --logits -o vlogits/
       sbatch --array=0-15 examples/slurm/extract.sbatch      # one shard per array task
     """
     import numpy as np
@@ -55,8 +62,8 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
         from abawtools.runtime import pick_device, torch_dtype
 
         dev, precision = pick_device(device), torch_dtype(dtype)
-    extractor = visual.load_extractor(model, dev, precision)
-    cropper = visual.FaceCropper(size=extractor.crop_size, detect=not no_detect)
+    extractor = visual.load_extractor(model, dev, precision, logits=logits)
+    cropper = visual.FaceCropper(extractor.spec, detect=not no_detect)
     for path, out in plan:
         source = visual.open_source(path)
         bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
@@ -65,6 +72,8 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
         missing = int((~np.isfinite(feats).all(axis=1)).sum())
         note = f", {source.unreadable} unreadable file(s)" if source.unreadable else ""
         _common.log(f"{formats.video_id(path)}: {len(feats)} frames, {missing} without a face{note}")
+        if logits:
+            feats = extractor.fill_missing(feats)
         formats.write_npy(out, feats.astype(save_dtype))
 
 
