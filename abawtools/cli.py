@@ -25,6 +25,7 @@ COMMANDS = {
     "infer": "infer",
     "smooth": "smooth",
     "score": "score",
+    "finetune": "finetune",
 }
 
 

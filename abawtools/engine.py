@@ -237,37 +237,40 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
         t0, seen, loss_sum = time.monotonic(), 0, resumed_loss
         resumed_loss = 0.0
         last_note = t0
-        while batch_in_epoch < steps_per_epoch:
-            step_items = order[batch_in_epoch * per_step : (batch_in_epoch + 1) * per_step]
+        # this rank's share of each micro-batch of the rest of the epoch, loaded as one stream (the
+        # job may decode on worker processes ahead of the model); a share smaller than the world
+        # leaves a rank idle: DDP still needs its step, so it runs one item that counts for nothing
+        plan = []
+        for b in range(batch_in_epoch, steps_per_epoch):
+            step_items = order[b * per_step : (b + 1) * per_step]
             micro = [step_items[i : i + opts.batch_size] for i in range(0, len(step_items), opts.batch_size)]
-            # this rank's share of each micro-batch; a share smaller than the world leaves a rank
-            # idle: DDP still needs its step, so it runs one item that counts for nothing
-            mine = [m[rank::world] for m in micro]
-            idle = [len(x) == 0 for x in mine]
-            lists = [m[:1] if empty else x for m, x, empty in zip(micro, mine, idle)]
+            plan.append([(m[:1], True) if len(m[rank::world]) == 0 else (m[rank::world], False) for m in micro])
+        stream = iter(job.batches([items for step in plan for items, _ in step], device))
+        for step in plan:
             optim.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for j, batch in enumerate(job.batches(lists, device)):
+            for j, (_, idle) in enumerate(step):
+                batch = next(stream)
                 with runtime.autocast(device, autocast_dtype):
                     local, valid_here = job.loss(net, batch, (epoch, batch_in_epoch, j, rank))
-                if idle[j]:
+                if idle:
                     local, valid_here = local * 0.0, 0
                 valid_all = all_sum(valid_here, device, world)
                 # sum over this rank's items / all ranks' valid items, times world because DDP
                 # averages gradients: each micro-batch's update is the loss over the global batch;
                 # accumulated micro-batches are averaged
                 micro_loss = local * world / max(valid_all, 1.0)
-                if len(micro) > 1:
-                    micro_loss = micro_loss / len(micro)
-                sync = world > 1 and j < len(micro) - 1
+                if len(step) > 1:
+                    micro_loss = micro_loss / len(step)
+                sync = world > 1 and j < len(step) - 1
                 with net.no_sync() if sync else contextlib.nullcontext():
                     micro_loss.backward()
-                step_loss += all_sum(local.item(), device, world) / max(valid_all, 1.0) / len(micro)
+                step_loss += all_sum(local.item(), device, world) / max(valid_all, 1.0) / len(step)
             optim.step()
             sched.step()
             batch_in_epoch += 1
             steps_done += 1
-            seen += len(step_items)
+            seen += min(per_step, n_items - (batch_in_epoch - 1) * per_step)
             loss_sum += step_loss
             if rank == 0 and time.monotonic() - last_note >= progress_every:
                 last_note = time.monotonic()

@@ -28,6 +28,19 @@ def preprocessor_config(name):
     return {}
 
 
+def check_name(name, what):
+    """A missing local folder is an error at once (not a minute of hub retries): anything that is
+    not an existing path must look like a hub id, `org/name`."""
+    from abawtools.errors import AbawError
+
+    if os.path.exists(name):
+        if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
+            raise AbawError(f"cannot load {what} model {name!r}: the folder has no config.json")
+        return
+    if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") != 1:
+        raise AbawError(f"cannot load {what} model {name!r}: no such folder (a hub id looks like org/name)")
+
+
 def load_pretrained(name, what, device, dtype, **config_overrides):
     """AutoModel.from_pretrained on a local folder or a hub id (never trust_remote_code), on
     `device` in `dtype`, in eval mode; a clear one-line error when it cannot be loaded.
@@ -37,6 +50,7 @@ def load_pretrained(name, what, device, dtype, **config_overrides):
     from abawtools.errors import AbawError
 
     quiet_transformers()
+    check_name(name, what)
     try:
         model = AutoModel.from_pretrained(name, **config_overrides)
     except (OSError, ValueError) as exc:

@@ -26,7 +26,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-_NUMBERED = re.compile(r"^(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
+NUMBERED_IMAGE = re.compile(r"^(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------ sources
@@ -37,7 +37,7 @@ class FrameFolder:
         self.path = path
         self.files = {}
         for name in os.listdir(path):
-            m = _NUMBERED.match(name)
+            m = NUMBERED_IMAGE.match(name)
             if m:
                 self.files[int(m.group(1)) - 1] = os.path.join(path, name)
         if not self.files:
@@ -189,6 +189,10 @@ def load_backbone(name, device="cpu", dtype=None):
 def _load_config(name):
     from transformers import AutoConfig
 
+    from abawtools.hf import check_name, quiet_transformers
+
+    quiet_transformers()
+    check_name(name, "vision")
     try:
         return AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as exc:

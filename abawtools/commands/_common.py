@@ -91,6 +91,17 @@ def skip_done(plan, skip_existing):
     return todo
 
 
+def check_output_dir(path):
+    """Before any work: the folder that will hold `path` exists (or is made now) and is writable."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise AbawError(f"{path}: cannot create the folder {parent} ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise AbawError(f"{path}: the folder {parent} is not writable")
+
+
 def log(message):
     click.echo(message, err=True)
 
@@ -135,6 +146,15 @@ def frame_count(path):
     if head == formats.NPY_MAGIC:
         return int(np.load(path, mmap_mode="r").shape[0])
     return len(formats.read_labels(path))
+
+
+def like_file(folder, vid):
+    """The file that gives video `vid` its length: FOLDER/vid.txt (labels) or FOLDER/vid.npy."""
+    for ext in (".txt", ".npy"):
+        path = os.path.join(folder, vid + ext)
+        if os.path.exists(path):
+            return path
+    raise AbawError(f"{vid}: no {vid}.txt or {vid}.npy in {folder} to take its frame count from")
 
 
 def npy_frames(path):

@@ -1,0 +1,160 @@
+"""abaw finetune: labelled face images -> a fine-tuned vision backbone folder (paper §3.2, §4.1)."""
+
+import click
+
+_SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --affwild2."
+
+
+@click.command(name="finetune")
+@click.option("--model", "base", required=True, metavar="NAME|DIR",
+              help="Hugging Face vision backbone: hub id or local folder (BEiT, ViT, ViT-MAE, DINOv2, ResNet, "
+              "ConvNeXt, EfficientNet, ...), or a folder written by a previous finetune (stage 2 from stage 1).")
+@click.option("-o", "--output", required=True, metavar="DIR/", help="Output folder (replaced when the run ends).")
+@click.option("--images", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="One sub-folder per class (neutral/, angry/, happy/, ...); contempt/unknown left out.")
+@click.option("--rafdb", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="RAF-DB basic (EmoLabel/list_patition_label.txt; train_* images).")
+@click.option("--ferplus", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="FERPlus: DIR/label.csv or DIR/FER2013Train/label.csv (majority vote; ties dropped).")
+@click.option("--affectnet", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="AffectNet: DIR/training.csv, images in DIR/Manually_Annotated_Images/ (expressions 0-6).")
+@click.option("--affectnet-precropped", is_flag=True, help="AffectNet images are face crops already: no face box.")
+@click.option("--affwild2", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
+              metavar="CROPPED_ALIGNED LABEL_DIR", help="Aff-Wild2 frames with their EXPR labels (8 classes).")
+@click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Aff-Wild2: keep every N-th labelled frame of a video.")
+@click.option("--val", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
+              metavar="CROPPED_ALIGNED LABEL_DIR",
+              help="Aff-Wild2 validation, scored each epoch as the challenge does (all labelled frames, pooled).")
+@click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Images per micro-batch.")
+@click.option("--accumulate", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Micro-batches per optimizer step.")
+@click.option("--lr", default=4e-5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Backbone learning rate.")
+@click.option("--head-lr-mult", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Head learning rate = lr x this.")
+@click.option("--layer-decay", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Layer-wise lr decay for transformer backbones (BEiT's fine-tuning recipe; e.g. 0.75). 1: off.")
+@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
+@click.option("--head-weight-decay", default=0.01, show_default=True, type=click.FloatRange(min=0))
+@click.option("--warmup", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of steps for linear warmup before the cosine decay.")
+@click.option("--loss", "loss_name", type=click.Choice(["focal", "ce"]), default="focal", show_default=True)
+@click.option("--gamma", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Focal loss gamma.")
+@click.option("--label-smoothing", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="With --loss ce.")
+@click.option("--class-weights", type=click.Choice(["inverse-sqrt", "effective", "none"]), default="inverse-sqrt",
+              show_default=True, help="1/sqrt(count) (authors), effective number (loss.py, --beta), or none.")
+@click.option("--beta", default=0.9999, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--balanced-sampling", is_flag=True, help="Draw every class equally often (with replacement).")
+@click.option("--no-flip", is_flag=True, help="No random horizontal flip.")
+@click.option("--crop-scale", default=1.0, show_default=True, type=click.FloatRange(0.05, 1),
+              help="Random resized crop: smallest share of the area kept (1: off).")
+@click.option("--jitter", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Colour jitter strength (brightness, contrast, saturation).")
+@click.option("--grayscale", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Probability of a grey image (the authors' stage 1 used 0.3).")
+@click.option("--image-size", default=0, type=click.IntRange(min=0), help="Input side (default: the model's).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--no-bf16", is_flag=True, help="Train in fp32 on CUDA too.")
+@click.option("--patience", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Early stop after this many epochs without a better val macro F1 (0: never; needs --val).")
+@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
+              help="Also write a checkpoint every N steps (0: after every epoch only).")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0),
+              help="DataLoader processes that decode and resize images.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint folder (default: OUT.ckpt).")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option("--stop-after-steps", type=int, default=None, hidden=True)
+def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, affwild2, every, val, epochs,
+        batch_size, accumulate, lr, head_lr_mult, layer_decay, weight_decay, head_weight_decay, warmup, loss_name,
+        gamma, label_smoothing, class_weights, beta, balanced_sampling, no_flip, crop_scale, jitter, grayscale,
+        image_size, seed, device, no_bf16, patience, checkpoint_every, workers, resume_dir, threads,
+        stop_after_steps):
+    """Fine-tune a vision backbone with a linear head on the feature extract-visual extracts.
+
+    The paper's two stages (§3.2, §4.1): first on static expression data (RAF-DB, FERPlus,
+    AffectNet: 7 classes), then on Aff-Wild2's own frames (8 classes; the head is rebuilt). The
+    output folder is a model for `extract-visual --model DIR` (features, or `--logits`) and for a
+    next `finetune --model DIR`. Checkpoints every --checkpoint-every steps and on SIGTERM/SIGUSR1
+    (exit 75); the same command again continues exactly. Defaults: the authors'
+    trainer/affwild2-ft.py where the paper is silent (see README).
+
+    \b
+    Examples:
+      abaw finetune --model microsoft/beit-large-patch16-224-pt22k -o beit-static/ \\
+          --rafdb RAF-DB/basic --ferplus FERPlus/ --affectnet AffectNet/ --images more/
+      abaw finetune --model beit-static/ -o beit-affwild2/ --every 5 \\
+          --affwild2 cropped_aligned/ EXPR_Recognition_Challenge/Train_Set \\
+          --val cropped_aligned/ EXPR_Recognition_Challenge/Validation_Set
+      abaw extract-visual cropped_aligned/* --no-detect --model beit-affwild2/ -o visual/
+      abaw extract-visual cropped_aligned/* --no-detect --model beit-affwild2/ --logits -o vlogits/
+    """
+    import sys
+
+    import numpy as np
+
+    from abawtools import CLASSES, imagesets
+    from abawtools.commands._common import check_output_dir, log
+    from abawtools.engine import EXIT_PREEMPTED, Preempted
+
+    if not (images or rafdb or ferplus or affectnet or affwild2):
+        raise click.UsageError(_SOURCES)
+    if label_smoothing and loss_name != "ce":
+        raise click.BadParameter("label smoothing needs --loss ce", param_hint="--label-smoothing")
+    if patience and not val:
+        patience = 0  # nothing to stop on
+    output = output.rstrip("/") or output
+    check_output_dir(output)
+
+    parts = [imagesets.image_folder(d) for d in images]
+    parts += [imagesets.rafdb(d) for d in rafdb]
+    parts += [imagesets.ferplus(d) for d in ferplus]
+    parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
+    parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
+    val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
+    for part in parts + val_parts:
+        kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
+        dropped = "; left out: " + ", ".join(f"{k} {v}" for k, v in part.dropped.items()) if part.dropped else ""
+        role = "val" if part in val_parts else "train"
+        log(f"{role} {part.name}: {len(part)} images ({kept}){dropped}")
+
+    import torch
+
+    from abawtools.finetuning import FinetuneOptions, finetune, save_finetuned
+
+    if threads:
+        torch.set_num_threads(threads)
+    opts = FinetuneOptions(epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
+                           head_lr_mult=head_lr_mult, layer_decay=layer_decay, weight_decay=weight_decay,
+                           head_weight_decay=head_weight_decay, warmup=warmup, loss=loss_name, gamma=gamma,
+                           label_smoothing=label_smoothing, class_weights=class_weights, beta=beta,
+                           balanced_sampling=balanced_sampling, flip=not no_flip, crop_scale=crop_scale,
+                           jitter=jitter, grayscale=grayscale, image_size=image_size, seed=seed, device=device,
+                           bf16=not no_bf16, patience=patience, checkpoint_every=checkpoint_every, workers=workers)
+    checkpoint_dir = resume_dir or output + ".ckpt"
+    try:
+        model, summary, rank, job = finetune(base, parts, opts, checkpoint_dir, val_parts, log=log,
+                                             stop_after_steps=stop_after_steps)
+    except Preempted as why:
+        log(f"abaw finetune: stopped ({why}); checkpoint in {checkpoint_dir}. Run the same command to continue.")
+        sys.exit(EXIT_PREEMPTED)
+    if rank != 0:
+        return
+    log("class counts: " + ", ".join(f"{c}={n}" for c, n in zip(job.classes, job.counts)))
+    record = {
+        "base_model": base,
+        "classes": job.classes,
+        "sources": [{"name": p.name, "role": "val" if p in val_parts else "train", "images": len(p),
+                     "class_counts": dict(zip(CLASSES, map(int, p.counts()))), "left_out": dict(p.dropped)}
+                    for p in parts + val_parts],
+        "training": summary,
+    }
+    prior = job.prior()
+    save_finetuned(output, model, job.spec, base, job.classes, np.asarray(prior), record)
+    best = summary["best"]
+    log(f"wrote {output}/" + (f" (best epoch {best['epoch']}, val macro F1 {best['val_macro_f1']:.4f}, "
+                              f"accuracy {best['val_accuracy']:.4f})" if best else ""))

@@ -1,0 +1,390 @@
+"""What `abaw finetune` hands the training loop (engine.fit): a Hugging Face vision backbone with a
+linear head on the very feature `extract-visual` extracts (visual.pooled_features), images decoded
+and resized on DataLoader workers by the extraction's own `resize_face`, augmentation on the
+device, and Aff-Wild2 validation scored as the challenge scores it.
+
+Defaults where the paper is silent (§3.2, §4.1 give only the data and the two stages) are the
+authors' trainer/affwild2-ft.py (Hathaway1027/abaw26-expr): AdamW lr 4e-5, head lr x20 (head
+weight decay 0.01), weight decay 1e-4, cosine schedule without warmup (their own scheduler
+replaces the warmup they ask for), 50 epochs, batch 64 x 8 accumulated, bf16, horizontal flip,
+focal loss gamma 2 with class weights 1 / sqrt(count) normalised to mean 1, best epoch by val
+macro F1, early stopping after 10 epochs without a better one. (Their label_smoothing_factor 0.1
+never reaches the loss: their compute_loss replaces the Trainer's; here it is `--loss ce
+--label-smoothing 0.1`.)
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from abawtools import CLASSES, engine, imagesets, loss, runtime, scoring, visual
+from abawtools.errors import AbawError
+from abawtools.hf import preprocessor_config
+
+
+@dataclass
+class FinetuneOptions:
+    epochs: int = 50
+    batch_size: int = 64  # global micro-batch, in images
+    accumulate: int = 8
+    lr: float = 4e-5
+    head_lr_mult: float = 20.0
+    layer_decay: float = 1.0  # < 1: layer-wise lr decay for transformer backbones (BEiT's recipe)
+    weight_decay: float = 1e-4
+    head_weight_decay: float = 0.01
+    warmup: float = 0.0
+    loss: str = "focal"  # focal | ce
+    gamma: float = 2.0
+    label_smoothing: float = 0.0  # ce only
+    class_weights: str = "inverse-sqrt"  # none | inverse-sqrt | effective
+    beta: float = 0.9999
+    balanced_sampling: bool = False
+    flip: bool = True
+    crop_scale: float = 1.0  # random resized crop: smallest area kept (1.0: off)
+    jitter: float = 0.0  # brightness / contrast / saturation, each in [1 - j, 1 + j]
+    grayscale: float = 0.0  # probability
+    image_size: int = 0  # 0: the model's own
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    patience: int = 10
+    checkpoint_every: int = 0
+    workers: int = 4
+
+
+# ------------------------------------------------------------------------------- model
+class BackboneClassifier(nn.Module):
+    """backbone -> pooled feature (exactly what extract-visual writes) -> Linear -> logits."""
+
+    def __init__(self, backbone, dim, num_classes):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, pixel_values):
+        return self.head(visual.pooled_features(self.backbone, pixel_values).float())
+
+
+def feature_dim(backbone, spec):
+    with torch.no_grad():
+        was = backbone.training
+        backbone.eval()
+        dim = visual.pooled_features(backbone, torch.zeros(1, 3, spec.size, spec.size)).shape[1]
+        backbone.train(was)
+    return int(dim)
+
+
+def layer_id(name, layers):
+    """0 for the embeddings, i + 1 for transformer block i, layers + 1 for what sits after them."""
+    if "embeddings" in name or "patch_embed" in name or name.startswith(("cls_token", "mask_token")):
+        return 0
+    m = re.search(r"(?:^|\.)(?:layer|layers|blocks)\.(\d+)\.", name)
+    return int(m.group(1)) + 1 if m else layers + 1
+
+
+def class_weights(counts, kind, beta):
+    counts = np.asarray(counts, np.float64)
+    if kind == "none":
+        return None
+    if kind == "effective":
+        return loss.effective_number_weights(counts, beta)
+    w = np.zeros_like(counts)  # inverse-sqrt: the authors' 1 / sqrt(n), mean 1 over present classes
+    present = counts > 0
+    w[present] = 1.0 / np.sqrt(counts[present])
+    w[present] *= present.sum() / w[present].sum()
+    return w
+
+
+# -------------------------------------------------------------------------- augmentation
+def augment(x, gen, opts):
+    """Random resized crop, horizontal flip, colour jitter and grayscale, per image, on x's device.
+
+    x: (N, 3, H, W) uint8; returns float in [0, 255]. Every random number comes from `gen` (a CPU
+    generator seeded from the step), so a resumed run draws exactly the same augmentations.
+    """
+    n = x.shape[0]
+    x = x.float()
+
+    def u(lo, hi):
+        return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(x.device)
+
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device) if opts.flip else torch.zeros(n, dtype=torch.bool,
+                                                                                          device=x.device)
+    if opts.crop_scale < 1.0:
+        area = u(opts.crop_scale, 1.0)
+        ratio = torch.exp(u(np.log(3 / 4), np.log(4 / 3)))
+        w, h = torch.sqrt(area * ratio).clamp(max=1.0), torch.sqrt(area / ratio).clamp(max=1.0)
+        cx, cy = u(-1.0, 1.0) * (1 - w), u(-1.0, 1.0) * (1 - h)
+        sx = torch.where(flip, -w, w)
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    elif opts.flip:
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    gray_w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+    if opts.jitter > 0:
+        j = opts.jitter
+        x = x * u(1 - j, 1 + j).view(n, 1, 1, 1)
+        mean = (x * gray_w).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+        x = (x - mean) * u(1 - j, 1 + j).view(n, 1, 1, 1) + mean
+        gray = (x * gray_w).sum(1, keepdim=True)
+        x = (x - gray) * u(1 - j, 1 + j).view(n, 1, 1, 1) + gray
+    if opts.grayscale > 0:
+        pick = (torch.rand(n, generator=gen) < opts.grayscale).to(x.device)
+        x = torch.where(pick[:, None, None, None], (x * gray_w).sum(1, keepdim=True).expand_as(x), x)
+    return x.clamp(0, 255)
+
+
+# ---------------------------------------------------------------------------------- data
+class ImageDataset(torch.utils.data.Dataset):
+    """Items of an ImageIndex as (uint8 (3, S, S), label, readable); runs on DataLoader workers."""
+
+    def __init__(self, index, spec):
+        self.index, self.spec = index, spec
+
+    def __len__(self):
+        return len(self.index)
+
+    def load(self, i):
+        import cv2
+
+        image = cv2.imread(self.index.path(i), cv2.IMREAD_COLOR)
+        if image is None:
+            return None
+        x, y, w, h = (int(v) for v in self.index.box[i])
+        if w > 0 and h > 0:
+            H, W = image.shape[:2]
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+            if x1 > x0 and y1 > y0:
+                image = image[y0:y1, x0:x1]
+        return visual.resize_face(image, self.spec)
+
+    def __getitem__(self, i):
+        rgb = self.load(i)
+        ok = rgb is not None
+        if not ok:
+            rgb = np.zeros((self.spec.size, self.spec.size, 3), np.uint8)
+        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), int(self.index.label[i]), ok
+
+
+def _worker_init(_):
+    import cv2
+
+    cv2.setNumThreads(1)  # N workers x all cores each would oversubscribe the machine
+
+
+def loader(dataset, index_lists, workers, device):
+    return torch.utils.data.DataLoader(dataset, batch_sampler=index_lists, num_workers=workers,
+                                       pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
+
+
+def check_readable(index, spec, sample=8):
+    """One line naming the source when none of its first images decodes (all corrupt or missing)."""
+    data = ImageDataset(index, spec)
+    picks = np.linspace(0, len(index) - 1, min(sample, len(index))).astype(int)
+    if all(data.load(int(i)) is None for i in picks):
+        raise AbawError(f"{index.name}: none of {len(picks)} sampled images could be read "
+                        f"(e.g. {index.path(int(picks[0]))}); check the path and the files")
+
+
+# ------------------------------------------------------------------------------- job
+class FinetuneJob(engine.Job):
+    unit = "images"
+    ddp_kwargs = {"find_unused_parameters": True}  # e.g. BEiT's mask token takes no part
+
+    def __init__(self, base, parts, opts, val_parts=None, log=print):
+        self.base, self.opts, self.log = base, opts, log
+        self.parts = list(parts) + list(val_parts or [])  # for the readability check
+        self.index = imagesets.ImageIndex.concat(list(parts))
+        self.val_index = imagesets.ImageIndex.concat(list(val_parts), "val") if val_parts else None
+        # 7 classes (the static sets: six basic expressions + neutral) unless a source has Other
+        self.classes = list(CLASSES if (self.index.label == 7).any() else CLASSES[:7])
+        self.counts = self.index.counts(len(self.classes))
+        self.weights = None
+        self.unreadable = 0
+
+    def build(self, device, rank, world, log):
+        opts = self.opts
+        backbone = visual.load_backbone(self.base, "cpu", None)
+        spec = visual.ImageSpec.from_pretrained(self.base, backbone.config)
+        if opts.image_size:
+            spec = visual.ImageSpec(opts.image_size, spec.resample, spec.scale, spec.mean, spec.std)
+        self.spec = spec
+        for part in self.parts:
+            check_readable(part, spec)
+        model = BackboneClassifier(backbone, feature_dim(backbone, spec), len(self.classes))
+        head = visual.read_head(self.base) if os.path.isdir(self.base) else None
+        self.head_note = "new head"
+        if head is not None:
+            if head[2] == self.classes:
+                with torch.no_grad():
+                    model.head.weight.copy_(head[0])
+                    model.head.bias.copy_(head[1])
+                self.head_note = f"head of {self.base} kept ({len(self.classes)} classes)"
+            else:
+                self.head_note = f"head rebuilt: {len(head[2])} classes -> {len(self.classes)}"
+        w = class_weights(self.counts, opts.class_weights, opts.beta)
+        self.weights = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
+        self.dataset = ImageDataset(self.index, spec)
+        if rank == 0:
+            log(f"fine-tuning {self.base} ({type(backbone).__name__}, input {spec.size}x{spec.size}, "
+                f"{self.head_note}) on {len(self.index)} images, classes {', '.join(self.classes)}")
+        return model
+
+    def size(self):
+        return len(self.index)
+
+    def param_groups(self, model):
+        """Backbone at lr (times layer_decay ** depth-from-top for transformer blocks), head at
+        lr x head_lr_mult with its own weight decay."""
+        opts = self.opts
+        layers = getattr(model.backbone.config, "num_hidden_layers", None)
+        groups = {}
+        for name, p in model.backbone.named_parameters():
+            if not p.requires_grad:
+                continue
+            scale = 1.0
+            if opts.layer_decay < 1.0 and layers:
+                scale = opts.layer_decay ** (layers + 1 - layer_id(name, layers))
+            groups.setdefault(scale, []).append(p)
+        out = [{"params": ps, "lr_scale": scale} for scale, ps in sorted(groups.items())]
+        out.append({"params": list(model.head.parameters()), "lr_scale": opts.head_lr_mult,
+                    "weight_decay": opts.head_weight_decay})
+        return out
+
+    def order(self, epoch, seed):
+        rng = np.random.default_rng([seed, epoch])
+        if not self.opts.balanced_sampling:
+            return rng.permutation(len(self.index))
+        # class-balanced: every class equally likely per draw, items drawn with replacement
+        per_class = np.maximum(self.counts, 1)[self.index.label]
+        p = 1.0 / per_class
+        return rng.choice(len(self.index), size=len(self.index), replace=True, p=p / p.sum())
+
+    def batches(self, index_lists, device):
+        for pixels, labels, ok in loader(self.dataset, index_lists, self.opts.workers, device):
+            labels = torch.where(ok, labels, torch.full_like(labels, -1))
+            yield {"pixels": pixels.to(device, non_blocking=True), "labels": labels.to(device), "ok": ok}
+
+    def loss(self, net, batch, key):
+        bad = int((~batch["ok"]).sum())
+        if bad and not self.unreadable:
+            self.log("warning: unreadable images are skipped; their count goes to finetune.json")
+        self.unreadable += bad
+        seed = int(np.random.SeedSequence([self.opts.seed, *key]).generate_state(1)[0])
+        x = augment(batch["pixels"], torch.Generator().manual_seed(seed), self.opts)
+        logits = net(visual.normalize(x, self.spec))
+        labels = batch["labels"]
+        valid = int((labels >= 0).sum())
+        if self.opts.loss == "focal":
+            return loss.focal_loss(logits, labels, self.opts.gamma, self.weights) * max(valid, 1), valid
+        return F.cross_entropy(logits.float(), labels, weight=self.weights, ignore_index=-1, reduction="sum",
+                               label_smoothing=self.opts.label_smoothing), valid
+
+    @torch.no_grad()
+    def predict(self, model, index, device, autocast_dtype):
+        """(N, 8) logits in ABAW order for every image of `index`."""
+        data = ImageDataset(index, self.spec)
+        B = self.opts.batch_size
+        lists = [list(range(i, min(i + B, len(index)))) for i in range(0, len(index), B)]
+        out, was = [], model.training
+        model.eval()
+        columns = list(range(len(self.classes)))
+        for pixels, _, ok in loader(data, lists, self.opts.workers, device):
+            with runtime.autocast(device, autocast_dtype):
+                logits = model(visual.normalize(pixels.to(device), self.spec)).float()
+            logits = visual.head_logits(logits, columns)
+            logits[~ok.to(device)] = float("nan")  # an unreadable jpg is a frame without a face
+            out.append(logits.cpu().numpy())
+        model.train(was)
+        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+    def validate(self, model, device, autocast_dtype):
+        if self.val_index is None:
+            return None
+        return score_affwild2(self.predict(model, self.val_index, device, autocast_dtype), self.val_index,
+                              self.prior())
+
+    def prior(self):
+        return (self.counts + 1) / (self.counts + 1).sum()
+
+    def fingerprint(self):
+        h = hashlib.sha256(self.base.encode())
+        for index in (self.index, self.val_index):
+            if index is None:
+                continue
+            for part in (index.root, index.rel, index.label, index.box):
+                h.update(part.tobytes())
+            h.update("|".join(index.roots).encode())
+        return h.hexdigest()
+
+    def summary(self):
+        return {"classes": self.classes, "class_counts": self.counts.tolist(),
+                "class_weights": None if self.weights is None else self.weights.cpu().tolist(),
+                "unreadable_images_skipped": self.unreadable}
+
+
+def score_affwild2(logits, index, prior):
+    """Pooled macro F1 over every labelled frame of the validation videos, as the challenge scores:
+    a frame without a jpg takes the nearest face frame's prediction (what `extract-visual
+    --logits` writes), a video without any face the class prior."""
+    fallback = np.full(len(CLASSES), -30.0 + np.log(prior.min()))
+    fallback[: len(prior)] = np.log(prior)
+    pairs = []
+    for v, (vid, labels) in enumerate(index.videos):
+        rows = np.full((len(labels), len(CLASSES)), np.nan, np.float32)
+        mine = index.video == v
+        rows[index.frame[mine]] = logits[mine]
+        pairs.append((vid, visual.fill_nearest(rows, fallback).argmax(axis=1), labels))
+    return scoring.score(pairs)
+
+
+# ------------------------------------------------------------------------------ output
+def save_finetuned(out_dir, model, spec, base, classes, prior, record):
+    """A folder `extract-visual --model` and a next `finetune --model` load as it is: the backbone
+    (config.json + model.safetensors), preprocessor_config.json, head.safetensors, finetune.json.
+    Written beside the target and renamed into place: never half a folder."""
+    from safetensors.torch import save_file
+
+    out_dir = out_dir.rstrip("/") or out_dir
+    tmp = f"{out_dir}.part-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.backbone.save_pretrained(tmp, safe_serialization=True)
+        pre = preprocessor_config(base) if base else {}
+        pre.update(spec.to_preprocessor_config())
+        with open(os.path.join(tmp, "preprocessor_config.json"), "w") as fh:
+            json.dump(pre, fh, indent=2)
+        head = {"weight": model.head.weight.detach().cpu().contiguous(),
+                "bias": model.head.bias.detach().cpu().contiguous()}
+        save_file(head, os.path.join(tmp, visual.HEAD_FILE),
+                  metadata={"abaw.classes": json.dumps(classes), "abaw.prior": json.dumps([float(p) for p in prior])})
+        with open(os.path.join(tmp, "finetune.json"), "w") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True)
+        old = None
+        if os.path.exists(out_dir):
+            old = f"{out_dir}.old-{os.getpid()}"
+            os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def finetune(base, parts, opts, checkpoint_dir, val_parts=None, log=print, stop_after_steps=None,
+             progress_every=30.0):
+    """Fine-tune `base` on the sources `parts` (ImageIndex each); returns (model, summary, rank, job)."""
+    job = FinetuneJob(base, parts, opts, val_parts, log)
+    model, summary, rank = engine.fit(job, opts, checkpoint_dir, log, stop_after_steps, progress_every)
+    return model, summary, rank, job

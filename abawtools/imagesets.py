@@ -1,0 +1,289 @@
+"""Labelled face images for `abaw finetune`, read from the files the data sets ship with.
+
+Every source becomes an `ImageIndex`: flat numpy arrays (path part, label, optional face box), no
+Python object per image, so Aff-Wild2's 2.7 M frames fit in tens of MB. Labels are ABAW class
+ids (0 Neutral, 1 Anger, 2 Disgust, 3 Fear, 4 Happiness, 5 Sadness, 6 Surprise, 7 Other).
+Whatever a source leaves out is counted by reason, never dropped silently.
+"""
+
+import csv
+import os
+import re
+from collections import Counter
+
+import numpy as np
+
+from abawtools import CLASSES, formats
+from abawtools.errors import AbawError
+from abawtools.visual import NUMBERED_IMAGE
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DROP = -1  # a label that is counted and left out
+
+# --images folder names (lower case, letters only) -> ABAW id; DROP for classes ABAW does not have
+FOLDER_NAMES = {
+    **dict.fromkeys(("neutral", "neutrality", "calm"), 0),
+    **dict.fromkeys(("anger", "angry", "mad"), 1),
+    **dict.fromkeys(("disgust", "disgusted", "disgusting"), 2),
+    **dict.fromkeys(("fear", "fearful", "afraid", "scared"), 3),
+    **dict.fromkeys(("happiness", "happy", "joy", "smile", "happily"), 4),
+    **dict.fromkeys(("sadness", "sad", "unhappy"), 5),
+    **dict.fromkeys(("surprise", "surprised", "surprising"), 6),
+    **dict.fromkeys(("other", "others"), 7),
+    **dict.fromkeys(("contempt", "unknown", "none", "uncertain", "noface", "notaface", "nf"), DROP),
+}
+# RAF-DB basic, EmoLabel/list_patition_label.txt: 1 Surprise, 2 Fear, 3 Disgust, 4 Happiness,
+# 5 Sadness, 6 Anger, 7 Neutral
+RAFDB = {1: 6, 2: 3, 3: 2, 4: 4, 5: 5, 6: 1, 7: 0}
+# FERPlus label.csv vote columns, in order (after the image name and the face box)
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                   "unknown", "NF")
+FERPLUS = {"neutral": 0, "happiness": 4, "surprise": 6, "sadness": 5, "anger": 1, "disgust": 2, "fear": 3}
+# AffectNet `expression`: 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger,
+# 7 Contempt, 8 None, 9 Uncertain, 10 No-Face (7-10 are not ABAW classes)
+AFFECTNET = {0: 0, 1: 4, 2: 5, 3: 6, 4: 3, 5: 2, 6: 1}
+AFFECTNET_NAMES = {7: "contempt", 8: "none", 9: "uncertain", 10: "no-face"}
+
+
+class ImageIndex:
+    """Images as arrays: `roots[root[i]] / rel[i]`, label[i], box[i] (x, y, w, h; -1 = whole image).
+
+    `video[i]` numbers the Aff-Wild2 video an image comes from (-1 for static images) and
+    `frame[i]` its frame index, so validation can put predictions back on the video's time line.
+    """
+
+    def __init__(self, name, roots, root, rel, label, box=None, video=None, frame=None, dropped=None,
+                 videos=None):
+        n = len(label)
+        self.name = name
+        self.roots = list(roots)
+        self.root = np.asarray(root, np.int32).reshape(n)
+        self.rel = np.asarray(rel, dtype=np.bytes_).reshape(n)
+        self.label = np.asarray(label, np.int8).reshape(n)
+        self.box = np.full((n, 4), -1, np.int32) if box is None else np.asarray(box, np.int32).reshape(n, 4)
+        self.video = np.full(n, -1, np.int32) if video is None else np.asarray(video, np.int32).reshape(n)
+        self.frame = np.full(n, -1, np.int32) if frame is None else np.asarray(frame, np.int32).reshape(n)
+        self.videos = list(videos or [])  # (id, label array) per Aff-Wild2 video, for validation
+        self.dropped = Counter(dropped or {})
+
+    def __len__(self):
+        return len(self.label)
+
+    def path(self, i):
+        return os.path.join(self.roots[self.root[i]], self.rel[i].decode())
+
+    def counts(self, num_classes=len(CLASSES)):
+        return np.bincount(self.label[self.label >= 0], minlength=num_classes)[:num_classes]
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for a in (self.root, self.rel, self.label, self.box, self.video, self.frame))
+
+    @classmethod
+    def concat(cls, parts, name="all"):
+        if not parts:
+            raise AbawError("no training images: give at least one source (--images, --rafdb, --ferplus, "
+                            "--affectnet, --affwild2)")
+        roots, root, videos, video = [], [], [], []
+        for p in parts:
+            root.append(p.root + len(roots))
+            roots += p.roots
+            video.append(np.where(p.video >= 0, p.video + len(videos), -1))
+            videos += p.videos
+        dropped = Counter()
+        for p in parts:
+            dropped.update({f"{p.name}: {k}": v for k, v in p.dropped.items()})
+        return cls(name, roots, np.concatenate(root), np.concatenate([p.rel for p in parts]),
+                   np.concatenate([p.label for p in parts]), np.concatenate([p.box for p in parts]),
+                   np.concatenate(video), np.concatenate([p.frame for p in parts]), dropped, videos)
+
+
+def _require(path, what):
+    if not os.path.exists(path):
+        raise AbawError(f"{path}: no such {what}")
+    return path
+
+
+def _empty_check(index, source):
+    if len(index) == 0:
+        reasons = ", ".join(f"{k}: {v}" for k, v in index.dropped.items()) or "no images found"
+        raise AbawError(f"{source}: no usable labelled image ({reasons})")
+    return index
+
+
+# ----------------------------------------------------------------------------- folders
+def folder_class(name):
+    """ABAW id for an --images class folder (DROP for contempt/unknown); an unknown name is an error."""
+    key = re.sub(r"[^a-z]", "", name.lower())
+    if key in FOLDER_NAMES:
+        return FOLDER_NAMES[key]
+    raise AbawError(f"--images: class folder {name!r} maps to no ABAW class (name folders like "
+                    f"{', '.join(c.lower() for c in CLASSES)}, or angry/happy/sad/surprised/...)")
+
+
+def image_folder(root):
+    """--images DIR: DIR/<class name>/*.jpg; contempt/unknown folders are counted and left out."""
+    _require(root, "folder")
+    classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
+    if not classes:
+        raise AbawError(f"--images {root}: no class sub-folders (DIR/happy/*.jpg, DIR/sad/*.jpg, ...)")
+    rel, label, dropped = [], [], Counter()
+    for name in classes:
+        cls = folder_class(name)
+        files = sorted(f.name for f in os.scandir(os.path.join(root, name))
+                       if f.is_file() and f.name.lower().endswith(IMAGE_EXTS))
+        if cls == DROP:
+            dropped[f"class folder {name}"] += len(files)
+            continue
+        rel += [f"{name}/{f}" for f in files]
+        label += [cls] * len(files)
+    return _empty_check(ImageIndex(f"images {root}", [root], np.zeros(len(rel)), rel, label, dropped=dropped),
+                        f"--images {root}")
+
+
+# ----------------------------------------------------------------------------- RAF-DB
+def rafdb(root):
+    """--rafdb RAF-DB/basic: EmoLabel/list_patition_label.txt, training images (train_*) only.
+
+    Images from Image/aligned/NAME_aligned.jpg when that folder exists, else Image/original/NAME."""
+    labels = _require(os.path.join(root, "EmoLabel", "list_patition_label.txt"), "RAF-DB label file")
+    aligned = os.path.isdir(os.path.join(root, "Image", "aligned"))
+    rel, label, dropped = [], [], Counter()
+    with open(labels) as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in RAFDB:
+                raise AbawError(f"{labels}:{lineno}: expected 'NAME.jpg LABEL' with LABEL 1-7, got {line.strip()!r}")
+            name, value = parts[0], int(parts[1])
+            if not name.startswith("train"):
+                dropped["test split"] += 1
+                continue
+            stem, ext = os.path.splitext(name)
+            rel.append(f"aligned/{stem}_aligned{ext}" if aligned else f"original/{name}")
+            label.append(RAFDB[value])
+    index = ImageIndex(f"RAF-DB {root}", [os.path.join(root, "Image")], np.zeros(len(rel)), rel, label,
+                       dropped=dropped)
+    return _empty_check(index, f"--rafdb {root}")
+
+
+# ----------------------------------------------------------------------------- FERPlus
+def ferplus(root):
+    """--ferplus DIR: DIR/label.csv, or the training folder DIR/FER2013Train/label.csv.
+
+    Rows `image,(x, y, w, h),neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,
+    unknown,NF` (votes); the label is the majority vote; a tie for the most votes, or a majority
+    of contempt / unknown / not-a-face, is left out."""
+    folder = root if os.path.isfile(os.path.join(root, "label.csv")) else os.path.join(root, "FER2013Train")
+    labels = _require(os.path.join(folder, "label.csv"), "FERPlus label.csv (DIR/label.csv or DIR/FER2013Train/label.csv)")
+    rel, label, dropped = [], [], Counter()
+    with open(labels, newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            if not row or (lineno == 1 and not row[-1].strip().isdigit()):
+                continue  # a header line, when there is one
+            try:
+                votes = np.array([float(v) for v in row[2:12]])
+            except ValueError:
+                votes = np.array([])
+            if len(votes) != 10:
+                raise AbawError(f"{labels}:{lineno}: expected an image name, a face box and 10 vote counts")
+            top = np.flatnonzero(votes == votes.max())
+            if votes.max() <= 0:
+                dropped["no votes"] += 1
+            elif len(top) > 1:
+                dropped["tied vote"] += 1
+            elif FERPLUS_COLUMNS[top[0]] not in FERPLUS:
+                dropped[f"majority {FERPLUS_COLUMNS[top[0]]}"] += 1
+            else:
+                rel.append(row[0].strip())
+                label.append(FERPLUS[FERPLUS_COLUMNS[top[0]]])
+    index = ImageIndex(f"FERPlus {folder}", [folder], np.zeros(len(rel)), rel, label, dropped=dropped)
+    return _empty_check(index, f"--ferplus {root}")
+
+
+# ---------------------------------------------------------------------------- AffectNet
+def affectnet(root, precropped=False):
+    """--affectnet DIR: DIR/training.csv (subDirectory_filePath, face_x, face_y, face_width,
+    face_height, ..., expression), images under DIR/Manually_Annotated_Images/ (else DIR/).
+    Expressions 7-10 (contempt, none, uncertain, no-face) are left out. The face box crops each
+    image unless `precropped` (the images are already face crops)."""
+    labels = _require(os.path.join(root, "training.csv"), "AffectNet training.csv")
+    images = os.path.join(root, "Manually_Annotated_Images")
+    images = images if os.path.isdir(images) else root
+    rel, label, box, dropped = [], [], [], Counter()
+    with open(labels, newline="") as fh:
+        reader = csv.DictReader(fh)
+        need = {"subDirectory_filePath", "expression"}
+        if not need <= set(reader.fieldnames or ()):
+            raise AbawError(f"{labels}: needs the columns subDirectory_filePath and expression "
+                            f"(has {', '.join(reader.fieldnames or [])})")
+        has_box = {"face_x", "face_y", "face_width", "face_height"} <= set(reader.fieldnames)
+        for lineno, row in enumerate(reader, 2):
+            try:
+                value = int(row["expression"])
+            except (TypeError, ValueError):
+                raise AbawError(f"{labels}:{lineno}: expression {row['expression']!r} is not an integer") from None
+            if value not in AFFECTNET:
+                dropped[AFFECTNET_NAMES.get(value, f"expression {value}")] += 1
+                continue
+            rel.append(row["subDirectory_filePath"])
+            label.append(AFFECTNET[value])
+            b = (-1, -1, -1, -1)
+            if has_box and not precropped:
+                try:
+                    b = tuple(int(float(row[k])) for k in ("face_x", "face_y", "face_width", "face_height"))
+                except (TypeError, ValueError):
+                    b = (-1, -1, -1, -1)
+                if b[2] <= 0 or b[3] <= 0:
+                    b = (-1, -1, -1, -1)
+            box.append(b)
+    index = ImageIndex(f"AffectNet {root}", [images], np.zeros(len(rel)), rel, label,
+                       box=np.array(box, np.int32).reshape(-1, 4), dropped=dropped)
+    return _empty_check(index, f"--affectnet {root}")
+
+
+# ---------------------------------------------------------------------------- Aff-Wild2
+def affwild2(cropped, label_dir, every=1, validation=False):
+    """--affwild2 CROPPED_ALIGNED LABEL_DIR: every labelled frame that has a jpg.
+
+    LABEL_DIR/ID.txt is one EXPR label per video frame; frame t is CROPPED_ALIGNED/ID/%05d.jpg
+    (t + 1). Frames labelled -1 and frames with no jpg (no face found) are counted and left out;
+    `every` keeps every N-th of a video's remaining frames (neighbours are near duplicates).
+    `validation`: keep every frame that has a jpg, labelled or not, as `extract-visual --logits`
+    would see the video (its faceless frames then take the nearest face frame's prediction).
+    """
+    _require(cropped, "cropped_aligned folder")
+    _require(label_dir, "label folder")
+    files = sorted(f for f in os.listdir(label_dir) if f.endswith(".txt"))
+    if not files:
+        raise AbawError(f"{label_dir}: no EXPR label files (ID.txt)")
+    roots, root, rel, label, video, frame, videos, dropped = [], [], [], [], [], [], [], Counter()
+    for name in files:
+        vid = name[:-4]
+        labels = formats.read_labels(os.path.join(label_dir, name))
+        folder = os.path.join(cropped, vid)
+        present = np.zeros(len(labels), bool)
+        if os.path.isdir(folder):
+            numbers = [int(m.group(1)) - 1 for m in map(NUMBERED_IMAGE.match, os.listdir(folder)) if m]
+            numbers = np.array([t for t in numbers if 0 <= t < len(labels)], np.int64)
+            present[numbers] = True
+        else:
+            dropped["video without a cropped_aligned folder"] += 1
+        dropped["label -1"] += int((labels < 0).sum())
+        dropped["labelled frame without a jpg"] += int(((labels >= 0) & ~present).sum())
+        keep = np.flatnonzero(present if validation else (labels >= 0) & present)
+        if every > 1:
+            dropped[f"--every {every}"] += len(keep) - len(keep[::every])
+            keep = keep[::every]
+        roots.append(folder)
+        root.append(np.full(len(keep), len(roots) - 1, np.int32))
+        rel.append(np.char.mod("%05d.jpg", keep + 1).astype(np.bytes_))
+        label.append(labels[keep])
+        video.append(np.full(len(keep), len(videos), np.int32))
+        frame.append(keep.astype(np.int32))
+        videos.append((vid, labels))
+    index = ImageIndex(f"Aff-Wild2 {label_dir}", roots, np.concatenate(root), np.concatenate(rel),
+                       np.concatenate(label), video=np.concatenate(video), frame=np.concatenate(frame),
+                       dropped={k: v for k, v in dropped.items() if v}, videos=videos)
+    return _empty_check(index, f"--affwild2 {cropped} {label_dir}")
