@@ -16,11 +16,11 @@ def modules_after(code):
     return set(out.split())
 
 
-def test_help_lists_all_eight_commands():
+def test_help_lists_all_nine_commands():
     out = abaw("--help").stdout.decode()
     for name in COMMANDS:
         assert name in out
-    assert len(COMMANDS) == 8
+    assert len(COMMANDS) == 9 and "finetune" in COMMANDS
 
 
 @pytest.mark.parametrize("argv", [[], ["smooth"], ["score"], ["align"], ["window"]])
