@@ -38,14 +38,32 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--h100-tflops", type=float, default=400.0, help="assumed bf16 rate reached in training")
     args = p.parse_args()
+    from abawtools import imagesets
+
+    rng = np.random.default_rng(0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n, videos = 2_000_000, 548
+    per = n // videos
+    parts = []
+    for v in range(videos):
+        frames = np.arange(per)
+        parts.append(imagesets.ImageIndex(f"v{v}", [f"/data/cropped_aligned/{v}"], np.zeros(per),
+                                          np.char.mod("%05d.jpg", frames + 1).astype(np.bytes_),
+                                          rng.integers(0, 8, per), video=np.zeros(per), frame=frames))
+    index = imagesets.ImageIndex.concat(parts)
+    del parts
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"index of {len(index):,} Aff-Wild2 frames: {index.nbytes / 2**20:.0f} MiB of arrays; "
+          f"peak RSS grew by {(after - before) / 1024:.0f} MiB while building it")
+
+
     import cv2
     import torch
 
-    from abawtools import imagesets, visual
+    from abawtools import visual
     from abawtools.finetuning import BackboneClassifier, ImageDataset, feature_dim
 
     spec = visual.ImageSpec(size=224, resample=3, mean=(0.5,) * 3, std=(0.5,) * 3)
-    rng = np.random.default_rng(0)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for side in (112, 256):
@@ -93,20 +111,6 @@ def main():
     print(f"projection, BEiT-large on one H100 at {args.h100_tflops:.0f} TFLOP/s bf16: {fl / 1e9:.0f} GFLOP "
           f"per image forward, x3 per training step -> {gpu_rate:.0f} images/s; workers to feed it: "
           f"{gpu_rate / rates[112]:.1f} (112x112 crops), {gpu_rate / rates[256]:.1f} (256x256 images)")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    n, videos = 2_000_000, 548
-    per = n // videos
-    parts = []
-    for v in range(videos):
-        frames = np.arange(per)
-        parts.append(imagesets.ImageIndex(f"v{v}", [f"/data/cropped_aligned/{v}"], np.zeros(per),
-                                          np.char.mod("%05d.jpg", frames + 1).astype(np.bytes_),
-                                          rng.integers(0, 8, per), video=np.zeros(per), frame=frames))
-    index = imagesets.ImageIndex.concat(parts)
-    del parts
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"index of {len(index):,} Aff-Wild2 frames: {index.nbytes / 2**20:.0f} MiB of arrays; "
-          f"peak RSS grew by {(after - before) / 1024:.0f} MiB while building it")
 
 
 if __name__ == "__main__":
