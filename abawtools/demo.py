@@ -71,11 +71,22 @@ def make_labels(frames, rng, seg=(25, 70)):
     return labels, faceless, invalid
 
 
-def write_clip(path, labels, faceless, face, rng, with_audio=True):
-    """A demo clip: the face (with its class overlay) moving, a class tone; returns the frame count."""
+def write_clip(path, labels, faceless, face, rng, with_audio=True, crops_dir=None):
+    """A demo clip: the face (with its class overlay) moving, a class tone; returns the frame count.
+
+    `crops_dir`: also write each face frame's crop as crops_dir/%05d.jpg (frame t -> t + 1), 112x112,
+    the way Aff-Wild2's cropped_aligned ships (no file where there is no face)."""
     T = len(labels)
     fh, fw = face.shape[:2]
     overlays = [expression_overlay(face, c) for c in range(len(CLASSES))]
+
+    if crops_dir:
+        import cv2
+
+        os.makedirs(crops_dir, exist_ok=True)
+        small = [cv2.resize(o, (112, 112), interpolation=cv2.INTER_AREA) for o in overlays]
+        for t in np.flatnonzero(~np.asarray(faceless)):
+            cv2.imwrite(os.path.join(crops_dir, f"{t + 1:05d}.jpg"), small[labels[t]])
 
     def frames():
         for t in range(T):
@@ -122,8 +133,9 @@ def write_media(path, frames, size, wav=None, fps=FPS):
     container.close()
 
 
-def make_dataset(root, n_train=6, n_val=2, seconds=10.0, seed=0, face_path=None):
-    """root/{videos,labels}/{train,val}: clips and their EXPR annotation files."""
+def make_dataset(root, n_train=6, n_val=2, seconds=10.0, seed=0, face_path=None, crops=False):
+    """root/{videos,labels}/{train,val}: clips and their EXPR annotation files; with `crops`, also
+    root/cropped_aligned/ID/%05d.jpg, the face crops in Aff-Wild2's layout."""
     rng = np.random.default_rng(seed)
     face = load_face(face_path)
     for split, n in (("train", n_train), ("val", n_val)):
@@ -134,10 +146,39 @@ def make_dataset(root, n_train=6, n_val=2, seconds=10.0, seed=0, face_path=None)
             vid = f"{split}{i:02d}"
             frames = int(seconds * FPS * rng.uniform(0.8, 1.2))
             labels, faceless, invalid = make_labels(frames, rng)
-            write_clip(os.path.join(vdir, vid + ".mp4"), labels, faceless, face, rng)
+            write_clip(os.path.join(vdir, vid + ".mp4"), labels, faceless, face, rng,
+                       crops_dir=os.path.join(root, "cropped_aligned", vid) if crops else None)
             truth = np.where(invalid, -1, labels)
             formats.write_labels(os.path.join(ldir, vid + ".txt"), truth)
     return root
+
+
+def tiny_backbone(path, kind="vit", image=32):
+    """A random-initialised Hugging Face vision backbone folder, built from a config (nothing is
+    downloaded): for the demo and the tests, never for real work."""
+    import json
+
+    import transformers as tf
+
+    from abawtools.hf import quiet_transformers
+
+    quiet_transformers()
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  image_size=image, patch_size=8)
+    build = {
+        "beit": lambda: tf.BeitModel(tf.BeitConfig(**common, use_mean_pooling=True)),
+        "vit": lambda: tf.ViTModel(tf.ViTConfig(**common)),
+        "vitmae": lambda: tf.ViTMAEModel(tf.ViTMAEConfig(**common)),
+        "resnet": lambda: tf.ResNetModel(tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                                         layer_type="basic")),
+        "convnext": lambda: tf.ConvNextModel(tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1],
+                                                               drop_path_rate=0.5)),
+    }
+    build[kind]().save_pretrained(path)
+    with open(os.path.join(path, "preprocessor_config.json"), "w") as fh:
+        json.dump({"size": {"height": image, "width": image}, "resample": 2, "do_rescale": True,
+                   "rescale_factor": 1 / 255, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}, fh)
+    return str(path)
 
 
 def main(argv=None):
@@ -147,8 +188,13 @@ def main(argv=None):
     ap.add_argument("--val", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cropped-aligned", action="store_true", help="also write ROOT/cropped_aligned/ID/*.jpg")
+    ap.add_argument("--tiny-backbone", metavar="DIR", help="instead: write a tiny random backbone folder to DIR")
     args = ap.parse_args(argv)
-    make_dataset(args.root, args.train, args.val, args.seconds, args.seed)
+    if args.tiny_backbone:
+        tiny_backbone(args.tiny_backbone, "resnet", image=48)
+        return
+    make_dataset(args.root, args.train, args.val, args.seconds, args.seed, crops=args.cropped_aligned)
     print(f"wrote {args.train} training and {args.val} validation clips under {args.root}")
 
 

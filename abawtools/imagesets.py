@@ -270,8 +270,12 @@ def affwild2(cropped, label_dir, every=1, validation=False):
             present[numbers] = True
         else:
             dropped["video without a cropped_aligned folder"] += 1
-        dropped["label -1"] += int((labels < 0).sum())
-        dropped["labelled frame without a jpg"] += int(((labels >= 0) & ~present).sum())
+        if validation:  # every jpg is predicted; a labelled frame without one is still scored
+            dropped["labelled frame without a jpg (takes the nearest face frame's prediction)"] += \
+                int(((labels >= 0) & ~present).sum())
+        else:
+            dropped["label -1"] += int((labels < 0).sum())
+            dropped["labelled frame without a jpg"] += int(((labels >= 0) & ~present).sum())
         keep = np.flatnonzero(present if validation else (labels >= 0) & present)
         if every > 1:
             dropped[f"--every {every}"] += len(keep) - len(keep[::every])

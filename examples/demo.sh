@@ -12,7 +12,14 @@ mkdir -p "$out"
 cd "$out"
 
 echo "== 1. make demo clips (python -m abawtools.demo)" >&2
-[ -d videos ] || python -m abawtools.demo . --train 6 --val 2 --seconds 10
+[ -d cropped_aligned ] || python -m abawtools.demo . --train 6 --val 2 --seconds 10 --cropped-aligned
+
+echo "== 1b. fine-tune a tiny random-initialised backbone on the clips' face crops, laid out as" >&2
+echo "       Aff-Wild2's cropped_aligned (the paper's §3.2 stage 2; a real run starts from BEiT-large)" >&2
+[ -d tiny-backbone ] || python -m abawtools.demo . --tiny-backbone tiny-backbone
+[ -d backbone-ft ] || abaw finetune --model tiny-backbone -o backbone-ft/ --every 2 \
+  --affwild2 cropped_aligned labels/train --val cropped_aligned labels/val \
+  --epochs 6 --batch-size 32 --accumulate 1 --lr 3e-3 --head-lr-mult 1 --workers 0
 
 for split in train val; do
   echo "== 2. extract features: $split" >&2
@@ -29,7 +36,7 @@ done
 
 echo "== 5. train (small model, a few epochs: it is a demo)" >&2
 abaw train train.csv --val val.csv -o model.safetensors --epochs 15 --d-model 64 --layers 2 \
-  --lr 1e-3 --batch-size 16 --resume model.ckpt
+  --lr 1e-3 --batch-size 16 --accumulate 1 --resume model.ckpt
 
 echo "== 6. infer + smooth on the validation clips" >&2
 abaw infer -m model.safetensors --visual-dir feats/val/visual --audio-dir feats/val/audio -o logits
@@ -38,3 +45,8 @@ abaw smooth logits/*.npy -o pred/
 echo "== 7. score (table on stdout, plots in report.png)" >&2
 abaw score --pred-dir pred --label-dir labels/val --format table --plot report.png
 echo "plots: $PWD/report.png" >&2
+
+echo "== 8. the fine-tuned backbone alone, frame by frame (Table 1's measure): head logits -> score" >&2
+abaw extract-visual cropped_aligned/val* --no-detect --model backbone-ft --logits --like-dir labels/val \
+  -o vlogits/ --skip-existing
+abaw score --pred-dir vlogits --label-dir labels/val --format table

@@ -6,13 +6,12 @@ untuned one scores near chance.
 """
 
 import csv
-import json
 import os
 
 import numpy as np
 from conftest import FACE_PNG, write_label_file
 
-from abawtools import CLASSES
+from abawtools import CLASSES, demo
 from abawtools.demo import expression_overlay, load_face
 
 SIZE = 48
@@ -133,29 +132,4 @@ def affwild2(root, videos, rng, frames=(40, 70), split="Train_Set"):
 
 
 def tiny_backbone(path, kind="beit", image=32):
-    """A random-initialised backbone folder built from a config (nothing downloaded)."""
-    import transformers as tf
-
-    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                  image_size=image, patch_size=8)
-    if kind == "beit":
-        model = tf.BeitModel(tf.BeitConfig(**common, use_mean_pooling=True))
-    elif kind == "vit":
-        model = tf.ViTModel(tf.ViTConfig(**common))
-    elif kind == "vitmae":
-        model = tf.ViTMAEModel(tf.ViTMAEConfig(**common))
-    elif kind == "resnet":
-        model = tf.ResNetModel(tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-                                               layer_type="basic"))
-    elif kind == "convnext":
-        model = tf.ConvNextModel(tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], drop_path_rate=0.5))
-    else:
-        raise ValueError(kind)
-    model.save_pretrained(path)
-    with open(os.path.join(path, "preprocessor_config.json"), "w") as fh:
-        json.dump({"size": {"height": image, "width": image}, "resample": 2, "do_rescale": True,
-                   "rescale_factor": 1 / 255, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}, fh)
-    return str(path)
-
-
-ABAW = CLASSES
+    return demo.tiny_backbone(path, kind, image)

@@ -118,8 +118,9 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
     for part in parts + val_parts:
         kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
-        dropped = "; left out: " + ", ".join(f"{k} {v}" for k, v in part.dropped.items()) if part.dropped else ""
         role = "val" if part in val_parts else "train"
+        dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
+            f"{k} {v}" for k, v in part.dropped.items()) if part.dropped else ""
         log(f"{role} {part.name}: {len(part)} images ({kept}){dropped}")
 
     import torch
