@@ -106,3 +106,34 @@ def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
     log = (tmp_path / f"abaw-train-{job}.log").read_text()
     assert (tmp_path / "m.safetensors").exists(), log
     assert "requeueing job" in log and "resumed from" in log and "SIGUSR1" in log
+
+
+def test_finetune_requeues_after_usr1_and_resumes(cluster, tmp_path):
+    import imagedata
+
+    rng = np.random.default_rng(0)
+    imagedata.image_folder(str(tmp_path / "faces"), 16, rng)
+    imagedata.tiny_backbone(str(tmp_path / "tiny"), "resnet")
+    job = sbatch(dict(cluster, OMP_NUM_THREADS="1"), tmp_path, os.path.join(SLURM, "finetune.sbatch"), "ft",
+                 "--model", "tiny", "--images", "faces", "--epochs", "12", "--batch-size", "8", "--accumulate", "1",
+                 "--workers", "0", "--checkpoint-every", "5")
+    ckpt = tmp_path / "ft.ckpt" / "checkpoint.pt"
+    deadline = time.time() + 180
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert ckpt.exists(), "no checkpoint: the job did not start"
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=cluster, capture_output=True, text=True)
+        if state.stdout.strip() == "PENDING":
+            break
+        time.sleep(0.5)
+    time.sleep(2.5)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, check=True)
+    deadline = time.time() + 300
+    while not (tmp_path / "ft" / "head.safetensors").exists() and time.time() < deadline:
+        time.sleep(1)
+    log = (tmp_path / f"abaw-finetune-{job}.log").read_text()
+    assert (tmp_path / "ft" / "head.safetensors").exists(), log
+    assert "requeueing job" in log and "resumed from" in log and "SIGUSR1" in log
