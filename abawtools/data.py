@@ -11,9 +11,9 @@ from abawtools.errors import AbawError
 class Video:
     """One video's visual (T, Dv) and aligned audio (T, Da) features, and optionally its labels.
 
-    Features stay memory-mapped (float16 or float32 on disk). T is the label count when labels
-    are given (the annotation decides, as in Aff-Wild2), else the visual row count; a feature
-    file a frame or two shorter or longer is padded with missing rows or cut at read time.
+    Features are read with pread (float16 or float32 on disk). T is the label count when labels
+    are given (the annotation decides, as in Aff-Wild2), else the visual row count; features of
+    any other length are an error (formats.check_length), never padded or cut silently.
     An empty audio path means the video has no audio track: every audio frame is missing.
     """
 
@@ -28,6 +28,9 @@ class Video:
             self.audio = np.full((0, audio_dim), np.nan, np.float32)
         self.labels = formats.read_labels(labels_path) if labels_path else None
         self.frames = len(self.labels) if self.labels is not None else len(self.visual)
+        formats.check_length(vid, f"visual features {visual_path}", len(self.visual), self.frames)
+        if audio_path:
+            formats.check_length(vid, f"aligned audio {audio_path}", len(self.audio), self.frames)
 
     @property
     def dims(self):
@@ -53,14 +56,8 @@ class NpyRows:
     """
 
     def __init__(self, path):
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(fh)
-            self.offset = fh.tell()
-        if fortran and len(shape) > 1:
-            raise AbawError(f"{path}: Fortran-ordered NPY is not supported; save it C-ordered")
-        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.shape, self.dtype, self.offset = formats.npy_header(path)
+        self.path = path
         self.ndim = len(self.shape)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.fd = os.open(path, os.O_RDONLY)
@@ -87,10 +84,7 @@ class NpyRows:
 def _open_features(path):
     if path != "-" and not os.path.exists(path):
         raise AbawError(f"{path}: no such file")
-    try:
-        arr = formats.read_npy(path) if path == "-" else NpyRows(path)
-    except (ValueError, OSError) as exc:
-        raise AbawError(f"{path}: not a readable NPY file ({exc})") from None
+    arr = formats.read_npy(path) if path == "-" else NpyRows(path)
     if arr.ndim != 2:
         raise AbawError(f"{path}: expected features (T, D), got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):

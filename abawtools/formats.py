@@ -97,14 +97,43 @@ def read_npy(path, mmap=False):
     try:
         if path == "-":
             return np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
-        if not os.path.exists(path):
-            raise AbawError(f"{path}: no such file")
+        npy_header(path)  # a truncated or object file: one line naming it, not numpy's message
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except AbawError:
         raise
     except (ValueError, OSError, EOFError) as exc:
         name = "stdin" if path == "-" else path
         raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
+
+
+def npy_header(path):
+    """(shape, dtype, data offset) of an NPY file, read from its header and checked against the
+    file's size, so a zero-byte, truncated or object-dtype file is one line naming it."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            offset = fh.tell()
+    except FileNotFoundError:
+        raise AbawError(f"{path}: no such file") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise AbawError(f"{path}: not a readable NPY file ({str(exc).splitlines()[0] or 'empty'})") from None
+    if dtype.hasobject:
+        raise AbawError(f"{path}: holds Python objects (dtype {dtype}); save numbers (float16/float32)")
+    if fortran and len(shape) > 1:
+        raise AbawError(f"{path}: Fortran-ordered NPY is not supported; save it C-ordered")
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < need:
+        raise AbawError(f"{path}: truncated NPY ({size} bytes, its header needs {need}): rewrite it")
+    return tuple(shape), dtype, offset
+
+
+def npy_rows(path):
+    """The number of rows of an NPY file, from its header."""
+    shape = npy_header(path)[0]
+    return shape[0] if shape else 0
 
 
 def read_logits(path, data=None):
@@ -210,6 +239,24 @@ def _submission_rows(path):
             if not 0 <= label < NUM_CLASSES:
                 raise AbawError(f"{name}:{lineno}: label {label} outside [0, {NUM_CLASSES - 1}]")
         yield lineno, vid, frame, label
+
+
+def check_length(vid, what, n, frames):
+    """One rule for every command: per-frame data has exactly the annotation's T rows.
+
+    Aff-Wild2's label files run past the last cropped_aligned jpg; features of another length
+    would shift or cut the time line, so a mismatch is an error that says how to get T right."""
+    if n != frames:
+        raise AbawError(f"{vid}: {what} has {n} frames, the annotation {frames}: make T the annotation's "
+                        f"(extract-visual and align with --like-dir LABEL_DIR)")
+
+
+def template_frames(path):
+    """{video: [frame numbers]} listed in the organisers' template (labels, if any, ignored)."""
+    out = {}
+    for _, vid, frame, _ in _submission_rows(path):
+        out.setdefault(vid, []).append(frame)
+    return out
 
 
 def read_submission(path):

@@ -105,7 +105,9 @@ def test_length_mismatch_names_video_and_lengths(tmp_path):
     write_label_file(tmp_path / "p.txt", [0] * 9)
     proc = abaw("score", tmp_path / "p.txt", tmp_path / "v7.txt", check=False)
     assert proc.returncode == 1
-    assert proc.stderr.decode() == "abaw score: error: v7: prediction has 9 frames, labels have 10\n"
+    assert proc.stderr.decode() == (
+        "abaw score: error: v7: the prediction has 9 frames, the annotation 10: make T the annotation's "
+        "(extract-visual and align with --like-dir LABEL_DIR)\n")
 
 
 def test_all_frames_invalid_is_an_error_not_a_zero(tmp_path):

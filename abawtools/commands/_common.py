@@ -11,6 +11,20 @@ from abawtools.errors import AbawError
 from abawtools.formats import video_id
 
 
+class Finite(click.FloatRange):
+    """A float option in a range that also refuses nan and inf: a bad value is a usage error (exit 2)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 def shard_option(f):
     return click.option(
         "--shard",
@@ -135,33 +149,104 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def frame_count(path):
-    """T from a visual NPY (its rows) or an EXPR label file (its label lines)."""
-    import numpy as np
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
+
+def frame_count(path):
+    """T from a visual NPY (its rows), a video file (its frames) or an EXPR label file (its lines)."""
     from abawtools import formats
 
+    if path.lower().endswith(VIDEO_EXTS):
+        return video_frames(path)
     with open(path, "rb") as fh:
         head = fh.read(6)
     if head == formats.NPY_MAGIC:
-        return int(np.load(path, mmap_mode="r").shape[0])
+        return formats.npy_rows(path)
     return len(formats.read_labels(path))
 
 
+def video_frames(path):
+    """A video's frame count: the container's, else counted by decoding."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise AbawError(f"{path}: cannot open as a video")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if n <= 0:
+            while cap.grab():
+                n += 1
+        return n
+    finally:
+        cap.release()
+
+
 def like_file(folder, vid):
-    """The file that gives video `vid` its length: FOLDER/vid.txt (labels) or FOLDER/vid.npy."""
-    for ext in (".txt", ".npy"):
-        path = os.path.join(folder, vid + ext)
-        if os.path.exists(path):
-            return path
-    raise AbawError(f"{vid}: no {vid}.txt or {vid}.npy in {folder} to take its frame count from")
+    """The file that gives video `vid` its length in FOLDER: vid.txt (labels), vid.npy, or the
+    video itself (vid.mp4, ...; ID_left / ID_right fall back to the video of ID)."""
+    from abawtools.formats import shared_audio_id
+
+    for name in dict.fromkeys((vid, shared_audio_id(vid))):
+        for ext in (".txt", ".npy") if name == vid else ():
+            path = os.path.join(folder, name + ext)
+            if os.path.exists(path):
+                return path
+        for ext in VIDEO_EXTS:
+            path = os.path.join(folder, name + ext)
+            if os.path.exists(path):
+                return path
+    raise AbawError(f"{vid}: no {vid}.txt, {vid}.npy or video in {folder} to take its frame count from")
+
+
+class Lengths:
+    """T per video from one of --frames, --like FILE, --like-dir DIR, --like-template CSV."""
+
+    def __init__(self, frames=None, like=None, like_dir=None, template=None, inputs=1):
+        given = [name for name, v in (("--frames", frames), ("--like", like), ("--like-dir", like_dir),
+                                       ("--like-template", template)) if v is not None]
+        if len(given) > 1:
+            raise click.UsageError(f"give one of {', '.join(given)}")
+        if like and inputs > 1:
+            raise click.UsageError("--like takes one input; use --like-dir for many")
+        self.fixed = frames if frames is not None else (frame_count(like) if like else None)
+        self.like_dir = like_dir
+        self.template = None
+        if template:
+            from abawtools import formats
+
+            self.template = {vid: int(max(frames_)) for vid, frames_ in formats.template_frames(template).items()}
+        self.given = bool(given)
+
+    def __call__(self, vid):
+        """T for `vid`, or None (the source's own length)."""
+        if self.like_dir:
+            return frame_count(like_file(self.like_dir, vid))
+        if self.template is not None:
+            if vid not in self.template:
+                raise AbawError(f"{vid}: not in the --like-template file")
+            return self.template[vid]
+        return self.fixed
+
+
+def like_options(f):
+    """--like / --like-dir / --like-template: one way, in every per-video command, to give T."""
+    f = click.option("--like-template", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Take each video's T from the organisers' submission template (its last listed frame): "
+                     "the test set, which has no labels.")(f)
+    f = click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="Take each video's T from DIR/ID.txt (an EXPR label folder), DIR/ID.npy, or the video "
+                     "DIR/ID.mp4 (ID_left/_right: the video of ID). Aff-Wild2's annotation runs past the last "
+                     "cropped_aligned jpg: T must be the annotation's.")(f)
+    return click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="Take T from this label file, NPY or video (one input only).")(f)
 
 
 def npy_frames(path):
     """Row count of an NPY without reading it (for balancing shards)."""
-    import numpy as np
+    from abawtools import formats
 
     try:
-        return int(np.load(path, mmap_mode="r").shape[0])
+        return formats.npy_rows(path)
     except Exception:
         return 1

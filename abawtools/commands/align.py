@@ -14,12 +14,16 @@ from abawtools.errors import AbawError
 @click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Take T from this visual NPY or label file.")
 @click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="One output per visual NPY / label file in this folder; ID_left/ID_right take the audio of ID.")
-@click.option("--fps", type=float, default=None,
+              help="One output per label file (ID.txt: the documented way, T = the annotation's), visual NPY or "
+              "video in this folder; ID_left/ID_right take the audio of ID.")
+@click.option("--videos", "video_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The videos (ID.mp4, ...): warn, naming the video, when the audio's duration and T / fps "
+              "disagree by more than 2 frames per minute (a wrong T stretches the audio).")
+@click.option("--fps", type=_common.Finite(min=0, min_open=True, max=1000), default=None,
               help="Place frame t at t/FPS seconds instead of stretching the audio over the video.")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, frames, like, like_dir, fps, shard, skip_existing):
+def cli(inputs, output, frames, like, like_dir, video_dir, fps, shard, skip_existing):
     """Interpolate audio features (Ta, Da) at 50/s onto T video frames -> (T, Da) (paper §4.2).
 
     By default the audio's duration is stretched over the T frames, as the paper does; with
@@ -29,8 +33,10 @@ def cli(inputs, output, frames, like, like_dir, fps, shard, skip_existing):
     Examples:
       abaw align audio50/118.npy --like visual/118.npy -o audio/118.npy
       abaw align audio50/118.npy --frames 4200 --fps 30 > audio/118.npy
-      abaw align audio50/*.npy --like-dir EXPR_Recognition_Challenge/Train_Set -o audio/
+      abaw align audio50/*.npy --like-dir EXPR_Recognition_Challenge/Train_Set --videos videos/ -o audio/
     """
+    import math
+
     from abawtools import alignment, formats
 
     if sum(x is not None for x in (frames, like, like_dir)) != 1:
@@ -48,6 +54,14 @@ def cli(inputs, output, frames, like, like_dir, fps, shard, skip_existing):
             raise AbawError(f"{inp}: expected audio features (Ta, Da), got shape {audio.shape}")
         if len(audio) == 0:
             raise AbawError(f"{inp}: audio features have no rows")
+        vid = formats.video_id(out) if out != "-" else formats.video_id(inp)
+        rate = fps or _video_fps(video_dir, vid) or _video_fps(like_dir, vid)
+        if rate:
+            seconds_audio, seconds_video = (len(audio) - 1) * 0.02 + 0.025, T / rate
+            tolerance = 2.0 / rate * max(1.0, seconds_video / 60.0)
+            if not math.isfinite(seconds_video) or abs(seconds_audio - seconds_video) > tolerance:
+                _common.log(f"warning: {vid}: audio lasts {seconds_audio:.2f} s, the video's {T} frames at "
+                            f"{rate:g} fps {seconds_video:.2f} s: is T right (--like-dir LABEL_DIR)?")
         if fps is None:
             aligned = alignment.stretch(audio, T)
         else:
@@ -55,6 +69,27 @@ def cli(inputs, output, frames, like, like_dir, fps, shard, skip_existing):
             if held:
                 _common.log(f"{formats.video_id(inp)}: audio ends {held} frame(s) before the video; last row held")
         formats.write_npy(out, aligned)
+
+
+def _video_fps(folder, vid):
+    """fps of FOLDER's video for `vid` (or of ID for ID_left/_right), None when there is none."""
+    import os
+
+    if not folder:
+        return None
+    from abawtools.formats import shared_audio_id
+
+    for name in dict.fromkeys((vid, shared_audio_id(vid))):
+        for ext in _common.VIDEO_EXTS:
+            path = os.path.join(folder, name + ext)
+            if os.path.exists(path):
+                import cv2
+
+                cap = cv2.VideoCapture(path)
+                rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+                cap.release()
+                return rate if rate and rate > 0 else None
+    return None
 
 
 def _plan_like_dir(inputs, like_dir, output):
@@ -68,7 +103,7 @@ def _plan_like_dir(inputs, like_dir, output):
     audio = {video_id(p): p for p in inputs}
     plan = []
     for f in sorted(os.listdir(like_dir)):
-        if not f.endswith((".npy", ".txt")):
+        if not f.endswith((".npy", ".txt") + _common.VIDEO_EXTS):
             continue
         vid = video_id(f)
         src = audio.get(vid) or audio.get(shared_audio_id(vid))

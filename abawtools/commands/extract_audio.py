@@ -11,9 +11,9 @@ from abawtools.commands import _common
 @click.option("--model", default="fbank", show_default=True, metavar="NAME|DIR|fbank",
               help="A Hugging Face speech SSL model (WavLM, HuBERT, wav2vec2; local folder or hub id), "
               "or the weight-free 80-bin log-mel filterbank.")
-@click.option("--chunk-seconds", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--chunk-seconds", default=30.0, show_default=True, type=_common.Finite(min=0.1),
               help="Model input length; chunks overlap by --context-seconds on each side.")
-@click.option("--context-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--context-seconds", default=2.0, show_default=True, type=_common.Finite(min=0))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
 @_common.shard_option

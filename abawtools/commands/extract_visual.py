@@ -26,15 +26,11 @@ from abawtools.commands import _common
               "without a face takes the nearest face frame's logits; a video without any face, the log "
               "of the training class prior.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Force T rows (pad with NaN / cut).")
-@click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Take T from this label file (one input only).")
-@click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Take each video's T from DIR/ID.txt (an EXPR label folder) or DIR/ID.npy: Aff-Wild2's "
-              "annotation runs past the last cropped_aligned jpg, and features must have its length.")
+@_common.like_options
 @_common.shard_option
 @_common.skip_existing_option
 def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
-        shard, skip_existing):
+        like_template, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
     A video file is decoded frame by frame; a folder in the Aff-Wild2 cropped_aligned layout
@@ -53,11 +49,7 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
 
     from abawtools import formats, visual
 
-    if like and (frames is not None or len(inputs) > 1):
-        raise click.UsageError("--like takes one input and excludes --frames")
-    if like_dir and (like or frames is not None):
-        raise click.UsageError("--like-dir excludes --like and --frames")
-    target = _common.frame_count(like) if like else frames
+    lengths = _common.Lengths(frames, like, like_dir, like_template, len(inputs))
     plan = _common.plan_outputs(inputs, output, ".npy")
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
@@ -70,8 +62,7 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect)
     for path, out in plan:
-        if like_dir:
-            target = _common.frame_count(_common.like_file(like_dir, formats.video_id(path)))
+        target = lengths(formats.video_id(path))
         source = visual.open_source(path)
         bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
         feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers)

@@ -2,6 +2,8 @@
 
 import click
 
+from abawtools.commands import _common
+
 _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --affwild2."
 
 
@@ -30,30 +32,30 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Images per micro-batch.")
 @click.option("--accumulate", default=8, show_default=True, type=click.IntRange(min=1),
               help="Micro-batches per optimizer step.")
-@click.option("--lr", default=4e-5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", default=4e-5, show_default=True, type=_common.Finite(min=0, min_open=True),
               help="Backbone learning rate.")
-@click.option("--head-lr-mult", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--head-lr-mult", default=20.0, show_default=True, type=_common.Finite(min=0, min_open=True),
               help="Head learning rate = lr x this.")
-@click.option("--layer-decay", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+@click.option("--layer-decay", default=1.0, show_default=True, type=_common.Finite(0, 1, min_open=True),
               help="Layer-wise lr decay for transformer backbones (BEiT's fine-tuning recipe; e.g. 0.75). 1: off.")
-@click.option("--weight-decay", default=1e-4, show_default=True, type=click.FloatRange(min=0))
-@click.option("--head-weight-decay", default=0.01, show_default=True, type=click.FloatRange(min=0))
-@click.option("--warmup", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--weight-decay", default=1e-4, show_default=True, type=_common.Finite(min=0))
+@click.option("--head-weight-decay", default=0.01, show_default=True, type=_common.Finite(min=0))
+@click.option("--warmup", default=0.0, show_default=True, type=_common.Finite(0, 1),
               help="Share of steps for linear warmup before the cosine decay.")
 @click.option("--loss", "loss_name", type=click.Choice(["focal", "ce"]), default="focal", show_default=True)
-@click.option("--gamma", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Focal loss gamma.")
-@click.option("--label-smoothing", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+@click.option("--gamma", default=2.0, show_default=True, type=_common.Finite(min=0), help="Focal loss gamma.")
+@click.option("--label-smoothing", default=0.0, show_default=True, type=_common.Finite(0, 1, max_open=True),
               help="With --loss ce.")
 @click.option("--class-weights", type=click.Choice(["inverse-sqrt", "effective", "none"]), default="inverse-sqrt",
               show_default=True, help="1/sqrt(count) (authors), effective number (loss.py, --beta), or none.")
-@click.option("--beta", default=0.9999, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--beta", default=0.9999, show_default=True, type=_common.Finite(0, 1, max_open=True))
 @click.option("--balanced-sampling", is_flag=True, help="Draw every class equally often (with replacement).")
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip.")
-@click.option("--crop-scale", default=1.0, show_default=True, type=click.FloatRange(0.05, 1),
+@click.option("--crop-scale", default=1.0, show_default=True, type=_common.Finite(0.05, 1),
               help="Random resized crop: smallest share of the area kept (1: off).")
-@click.option("--jitter", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--jitter", default=0.0, show_default=True, type=_common.Finite(0, 1),
               help="Colour jitter strength (brightness, contrast, saturation).")
-@click.option("--grayscale", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--grayscale", default=0.0, show_default=True, type=_common.Finite(0, 1),
               help="Probability of a grey image (the authors' stage 1 used 0.3).")
 @click.option("--image-size", default=0, type=click.IntRange(min=0), help="Input side (default: the model's).")
 @click.option("--seed", default=0, show_default=True, type=int)

@@ -59,8 +59,9 @@ def cli(pair, pred_dir, label_dir, submission, fmt, plot):
 
 
 def _check_length(vid, pred, truth):
-    if len(pred) != len(truth):
-        raise AbawError(f"{vid}: prediction has {len(pred)} frames, labels have {len(truth)}")
+    from abawtools import formats
+
+    formats.check_length(vid, "the prediction", len(pred), len(truth))
 
 
 def _load_pair(pred_path, label_path):

@@ -2,6 +2,8 @@
 
 import click
 
+from abawtools.commands import _common
+
 
 @click.command(name="train")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
@@ -13,16 +15,16 @@ import click
 @click.option("--d-model", default=256, show_default=True, type=click.IntRange(min=8))
 @click.option("--layers", default=3, show_default=True, type=click.IntRange(min=0), help="Self-attention layers per branch.")
 @click.option("--heads", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--modality-dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--dropout", default=0.1, show_default=True, type=_common.Finite(0, 1))
+@click.option("--modality-dropout", default=0.1, show_default=True, type=_common.Finite(0, 1),
               help="p: probability that a training window loses its whole visual stream.")
-@click.option("--lambda", "fusion_lambda", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--lambda", "fusion_lambda", default=0.7, show_default=True, type=_common.Finite(0, 1),
               help="Baseline: visual weight of the decision fusion.")
 @click.option("--audio-context", default=18, show_default=True, type=click.IntRange(min=0),
               help="Baseline: audio of a frame = mean over +-N frames.")
-@click.option("--gamma", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--gamma", default=2.0, show_default=True, type=_common.Finite(min=0),
               help="Focal loss focusing parameter (§3.5).")
-@click.option("--beta", default=0.9999, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+@click.option("--beta", default=0.9999, show_default=True, type=_common.Finite(0, 1, max_open=True),
               help="Effective-number beta for class weights (§4.4; 0.9999 as in Cui et al. 2019).")
 @click.option("--no-class-weights", is_flag=True, help="Plain focal loss, no class weights.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1),
@@ -31,11 +33,11 @@ import click
               help="Windows per micro-batch (global; §4.4 / authors' train.py).")
 @click.option("--accumulate", default=2, show_default=True, type=click.IntRange(min=1),
               help="Micro-batches per optimizer step: 32 x 2 = 64 windows per update (authors' train.py).")
-@click.option("--lr", default=2.4e-5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", default=2.4e-5, show_default=True, type=_common.Finite(min=0, min_open=True),
               help="Peak AdamW learning rate (authors' train.py).")
-@click.option("--weight-decay", default=0.03, show_default=True, type=click.FloatRange(min=0),
+@click.option("--weight-decay", default=0.03, show_default=True, type=_common.Finite(min=0),
               help="AdamW weight decay (authors' train.py).")
-@click.option("--warmup", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--warmup", default=0.1, show_default=True, type=_common.Finite(0, 1),
               help="Share of steps for linear warmup before the cosine decay (authors' train.py).")
 @click.option("--patience", default=0, show_default=True, type=click.IntRange(min=0),
               help="Stop after this many epochs without a better val macro F1 (0: run every epoch).")

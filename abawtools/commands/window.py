@@ -2,6 +2,7 @@
 
 import click
 
+from abawtools.commands import _common
 from abawtools.errors import AbawError
 
 
@@ -15,7 +16,7 @@ from abawtools.errors import AbawError
 @click.option("-o", "--output", default="-", show_default=True, metavar="MANIFEST.csv|-")
 @click.option("-W", "--window", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("-S", "--stride", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-invalid", default=0.25, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--max-invalid", default=0.25, show_default=True, type=_common.Finite(0, 1),
               help="Drop windows whose share of -1 labels (over their real frames) is above this.")
 def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
     """Index the sliding windows of every labelled video (paper §4.4), without copying features.
@@ -50,11 +51,8 @@ def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
             continue
         labels = formats.read_labels(os.path.join(label_dir, f))
         T = len(labels)
-        for path in (visual, audio):
-            n = int(np.load(path, mmap_mode="r").shape[0])
-            if abs(n - T) > 2:
-                log(f"warning: {vid}: {os.path.basename(os.path.dirname(path))}/{os.path.basename(path)} has {n} rows, "
-                    f"the annotation {T} frames (missing rows are treated as missing, extra rows ignored)")
+        for what, path in (("visual features", visual), ("aligned audio", audio)):
+            formats.check_length(vid, f"{what} {path}", formats.npy_rows(path), T)
         starts = windows.window_starts(T, window, stride)
         fractions = windows.valid_fractions(labels, starts, window)
         keep = 1.0 - fractions <= max_invalid + 1e-12
