@@ -39,7 +39,7 @@ class Job:
     """What a training run needs besides the loop. Subclasses fill in every method but `order`.
 
     `opts` (a dataclass) must have: epochs, batch_size (global, per micro-batch), accumulate, lr,
-    weight_decay, warmup, seed, device, bf16, patience, checkpoint_every.
+    weight_decay, warmup, seed, device, dtype, patience, checkpoint_every.
     """
 
     unit = "items"  # for progress lines: windows, images
@@ -167,7 +167,7 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
     ]
     optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_factor(s, total, warmup_steps))
-    autocast_dtype = runtime.training_autocast_dtype(device, opts.bf16)
+    autocast_dtype = runtime.autocast_dtype(device, opts.dtype)
 
     h = hashlib.sha256(job.fingerprint().encode())
     keep = {k: v for k, v in asdict(opts).items() if k not in ("device", "checkpoint_every")}

@@ -54,7 +54,7 @@ class FinetuneOptions:
     image_size: int = 0  # 0: the model's own
     seed: int = 0
     device: str = "auto"
-    bf16: bool = True
+    dtype: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     patience: int = 10
     checkpoint_every: int = 0
     workers: int = 4

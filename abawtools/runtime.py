@@ -17,9 +17,13 @@ def torch_dtype(name):
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
-def training_autocast_dtype(device, bf16):
-    """bf16 autocast for training on CUDA (the default); fp32 elsewhere unless asked for."""
-    return torch.bfloat16 if bf16 and device.type == "cuda" else None
+def autocast_dtype(device, name):
+    """--dtype for training and inference: 'auto' = bf16 autocast on CUDA, fp32 elsewhere (CPU
+    bf16 is slow); 'bf16' = bf16 autocast on any device (also the CPU: how the tests run it);
+    'fp32' = none."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16}[name]
 
 
 def autocast(device, dtype):

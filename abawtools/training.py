@@ -31,7 +31,7 @@ class TrainOptions:
     seed: int = 0
     smooth_k: int = 11  # validation goes through the same smoothing as `abaw smooth`
     device: str = "auto"
-    bf16: bool = True  # autocast on CUDA only
+    dtype: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     accumulate: int = 2  # micro-batches per optimizer step
     patience: int = 0  # early stopping after this many epochs without a better val F1 (0: never)
     checkpoint_every: int = 0  # steps; 0: at the end of every epoch only

@@ -60,7 +60,9 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--image-size", default=0, type=click.IntRange(min=0), help="Input side (default: the model's).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--no-bf16", is_flag=True, help="Train in fp32 on CUDA too.")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on any device; fp32: none.")
+@click.option("--no-bf16", is_flag=True, hidden=True)
 @click.option("--patience", default=10, show_default=True, type=click.IntRange(min=0),
               help="Early stop after this many epochs without a better val macro F1 (0: never; needs --val).")
 @click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
@@ -74,7 +76,7 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, affwild2, every, val, epochs,
         batch_size, accumulate, lr, head_lr_mult, layer_decay, weight_decay, head_weight_decay, warmup, loss_name,
         gamma, label_smoothing, class_weights, beta, balanced_sampling, no_flip, crop_scale, jitter, grayscale,
-        image_size, seed, device, no_bf16, patience, checkpoint_every, workers, resume_dir, threads,
+        image_size, seed, device, dtype, no_bf16, patience, checkpoint_every, workers, resume_dir, threads,
         stop_after_steps):
     """Fine-tune a vision backbone with a linear head on the feature extract-visual extracts.
 
@@ -137,7 +139,7 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
                            label_smoothing=label_smoothing, class_weights=class_weights, beta=beta,
                            balanced_sampling=balanced_sampling, flip=not no_flip, crop_scale=crop_scale,
                            jitter=jitter, grayscale=grayscale, image_size=image_size, seed=seed, device=device,
-                           bf16=not no_bf16, patience=patience, checkpoint_every=checkpoint_every, workers=workers)
+                           dtype="fp32" if no_bf16 else dtype, patience=patience, checkpoint_every=checkpoint_every, workers=workers)
     checkpoint_dir = resume_dir or output + ".ckpt"
     try:
         model, summary, rank, job = finetune(base, parts, opts, checkpoint_dir, val_parts, log=log,

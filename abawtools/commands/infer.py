@@ -20,11 +20,18 @@ from abawtools.commands import _common
 @click.option("-S", "--stride", type=click.IntRange(min=1), default=None, help="Stride (default: the model's, 8).")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1), help="Windows per forward pass.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA).")
+@click.option("--dtype", type=click.Choice(["fp32", "auto", "bf16"]), default="fp32", show_default=True,
+              help="fp32; auto: bf16 autocast on CUDA; bf16: autocast on any device.")
+@click.option("--bf16", is_flag=True, hidden=True)
+@click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --visual-dir: only the videos this label folder (ID.txt) names, each checked to have "
+              "the annotation's T (a validation split, not every file in the feature folder).")
+@click.option("--like-template", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --visual-dir: only the videos the organisers' template lists (the test set).")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride, batch_size, device, bf16,
-        shard, skip_existing):
+def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride, batch_size, device, dtype, bf16,
+        like_dir, like_template, shard, skip_existing):
     """Run a trained model over every window of a video and soft-vote the logits per frame.
 
     Each frame's logits are the mean over all windows covering it (paper §3.6); all windows of
@@ -36,10 +43,10 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
       abaw infer -m model.safetensors --visual visual/118.npy --audio audio/118.npy -o logits/118.npy
       abaw infer -m model.safetensors --visual v.npy --audio a.npy | abaw smooth - > pred.txt
       abaw infer -m model.safetensors --visual-dir visual/ --audio-dir audio/ -o logits/ --shard 0/4
+      abaw infer -m model.safetensors --visual-dir visual/ --audio-dir audio/ \\
+          --like-dir EXPR_Recognition_Challenge/Validation_Set -o logits/
     """
     import os
-
-    import torch
 
     from abawtools import data, formats, inference, runtime, windows
     from abawtools.errors import AbawError
@@ -49,9 +56,13 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         raise click.UsageError("give --visual (one video) or --visual-dir (many)")
     if visual_dir and not audio_dir:
         raise click.UsageError("--visual-dir needs --audio-dir")
+    if (like_dir or like_template) and not visual_dir:
+        raise click.UsageError("--like-dir / --like-template select videos of --visual-dir")
+    if like_dir and like_template:
+        raise click.UsageError("give one of --like-dir, --like-template")
     dev = runtime.pick_device(device)
     model, info = load_model(model_path, dev)
-    autocast = torch.bfloat16 if bf16 else None
+    autocast = runtime.autocast_dtype(dev, "bf16" if bf16 else dtype)
 
     if visual:
         plan = [(visual, output, audio)]
@@ -59,12 +70,27 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         if output in (None, "-"):
             raise click.UsageError("--visual-dir needs -o FOLDER")
         os.makedirs(output, exist_ok=True)
+        if like_dir:
+            wanted = {f[:-4]: os.path.join(like_dir, f) for f in sorted(os.listdir(like_dir)) if f.endswith(".txt")}
+        elif like_template:
+            wanted = {vid: max(fr) for vid, fr in sorted(formats.template_frames(like_template).items())}
+        else:
+            wanted = {formats.video_id(f): None for f in sorted(os.listdir(visual_dir)) if f.endswith(".npy")}
+        absent = [vid for vid in wanted if not os.path.exists(os.path.join(visual_dir, vid + ".npy"))]
+        if absent and (like_dir or like_template):
+            raise AbawError(f"{len(absent)} video(s) named by {like_dir or like_template} have no visual features "
+                            f"in {visual_dir}: {', '.join(absent[:5])}")
         plan = []
-        for f in sorted(os.listdir(visual_dir)):
-            if f.endswith(".npy"):
-                vid = formats.video_id(f)
-                a = formats.find_for_video(audio_dir, vid, ".npy")
-                plan.append((os.path.join(visual_dir, f), os.path.join(output, vid + ".npy"), a))
+        for vid, like in wanted.items():
+            v_path = os.path.join(visual_dir, vid + ".npy")
+            if isinstance(like, str):  # a label file: T must be the annotation's
+                formats.check_length(vid, f"visual features {v_path}", formats.npy_rows(v_path),
+                                     len(formats.read_labels(like)))
+            elif like is not None and formats.npy_rows(v_path) < like:
+                raise AbawError(f"{vid}: visual features {v_path} have {formats.npy_rows(v_path)} frames, the "
+                                f"template lists frame {like}: extract with --like-template")
+            a = formats.find_for_video(audio_dir, vid, ".npy")
+            plan.append((v_path, os.path.join(output, vid + ".npy"), a))
         plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
     plan = _common.skip_done(plan, skip_existing)
     progress = _common.Progress(len(plan), "infer", unit="videos") if len(plan) > 1 else None
@@ -75,9 +101,6 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         if video.dims != (model.cfg.visual_dim, model.cfg.audio_dim):
             raise AbawError(f"{video.vid}: features are {video.dims[0]} + {video.dims[1]} dims, the model expects "
                             f"{model.cfg.visual_dim} + {model.cfg.audio_dim}")
-        if a_path and abs(len(video.audio) - video.frames) > 2:
-            _common.log(f"warning: {video.vid}: audio has {len(video.audio)} rows, visual {video.frames} "
-                        "(run abaw align first?)")
         bar = None if progress else _common.Progress(len(windows.window_starts(video.frames, window or model.cfg.window,
                                                                                stride or model.cfg.stride)),
                                                      f"infer {video.vid}", unit="windows")

@@ -3,6 +3,7 @@
 import click
 
 from abawtools.commands import _common
+from abawtools.errors import AbawError
 from abawtools.smoothing import LOGIT_METHODS, METHODS
 
 
@@ -19,9 +20,12 @@ from abawtools.smoothing import LOGIT_METHODS, METHODS
               help="labels: Aff-Wild2 label file; npy: smoothed logits; submission: one ABAW CSV for all inputs.")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --format submission: the organisers' example file listing every frame to submit.")
+@click.option("--allow-missing", is_flag=True,
+              help="With --template: a listed video with no prediction at all is filled with Neutral (0) "
+              "instead of being an error.")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, kernel, method, fmt, template, shard, skip_existing):
+def cli(inputs, output, kernel, method, fmt, template, allow_missing, shard, skip_existing):
     """Median-filter frame-level logits over time (paper §3.6) and write labels.
 
     \b
@@ -43,15 +47,28 @@ def cli(inputs, output, kernel, method, fmt, template, shard, skip_existing):
         raise click.UsageError(f"--method {method} yields labels only; use --format labels")
     if template and fmt != "submission":
         raise click.UsageError("--template goes with --format submission")
+    if allow_missing and not template:
+        raise click.UsageError("--allow-missing goes with --template")
 
     if fmt == "submission":
         predictions = {}
         for path in inputs or ("-",):
             vid = formats.video_id(path) if path != "-" else "stdin"
             predictions[vid] = smoothing.smooth(formats.read_logits(path), kernel, method)[0]
+        if template:
+            # a whole video of Neutral is a silent loss: name such videos, and refuse unless asked
+            missing = sorted(set(formats.template_frames(template)) - set(predictions))
+            if missing:
+                names = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+                if not allow_missing:
+                    raise AbawError(f"{len(missing)} template video(s) have no prediction: {names} "
+                                    f"(give their logits, or --allow-missing to fill them with Neutral)")
+                _common.log(f"warning: {len(missing)} template video(s) without a prediction filled with "
+                            f"Neutral: {names}")
         filled = formats.write_submission(output or "-", predictions, template)
         if template:
-            _common.log(f"submission: {filled} listed frame(s) had no prediction and were forward-filled")
+            _common.log(f"submission: {filled} listed frame(s) had no prediction of their own and took the "
+                        "previous frame's label (frames without a face crop, past the logits' end)")
         return
 
     ext = ".npy" if fmt == "npy" else ".txt"

@@ -44,9 +44,13 @@ from abawtools.commands import _common
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also write a checkpoint every N steps (0: after every epoch only).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--smooth-k", default=11, show_default=True, type=int, help="Median kernel for validation.")
+@click.option("-k", "--kernel", "smooth_k", default=11, show_default=True, type=int,
+              help="Validation: the median kernel of `abaw smooth -k` (§3.6).")
+@click.option("--smooth-k", "smooth_k_old", type=int, default=None, hidden=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--no-bf16", is_flag=True, help="Train in fp32 on CUDA too.")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on any device; fp32: none.")
+@click.option("--no-bf16", is_flag=True, hidden=True)
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Checkpoint folder: continue from it if it holds a checkpoint (default: MODEL.safetensors.ckpt).")
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
@@ -54,7 +58,7 @@ from abawtools.commands import _common
 def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, fusion_lambda,
         audio_context, gamma, beta, no_class_weights, epochs, batch_size, accumulate, lr, weight_decay, warmup,
         patience, checkpoint_every, seed,
-        smooth_k, device, no_bf16, resume_dir, threads, stop_after_steps):
+        smooth_k, smooth_k_old, device, dtype, no_bf16, resume_dir, threads, stop_after_steps):
     """Train the dual-branch network (or the MLP baseline) on windows cut on the fly.
 
     Focal loss (gamma) with effective-number class weights (beta), AdamW with warmup and cosine
@@ -81,10 +85,11 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
     from abawtools.smoothing import check_kernel
     from abawtools.training import EXIT_PREEMPTED, Preempted, TrainOptions, train
 
+    smooth_k = smooth_k_old or smooth_k  # --smooth-k: the name before 0.2
     try:
         check_kernel(smooth_k)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--smooth-k") from None
+        raise click.BadParameter(str(exc), param_hint="--kernel") from None
     if d_model % heads:
         raise click.BadParameter(f"--d-model {d_model} must be divisible by --heads {heads}", param_hint="--d-model")
     if threads:
@@ -98,7 +103,7 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
                         weight_decay=weight_decay, warmup=warmup, gamma=gamma, beta=beta,
                         class_weights=not no_class_weights, seed=seed, smooth_k=smooth_k, device=device,
-                        bf16=not no_bf16, patience=patience, checkpoint_every=checkpoint_every)
+                        dtype="fp32" if no_bf16 else dtype, patience=patience, checkpoint_every=checkpoint_every)
     checkpoint_dir = resume_dir or output + ".ckpt"
     try:
         model, summary, rank = train(rows, cfg, opts, checkpoint_dir, val_rows, log=log,

@@ -7,18 +7,21 @@ from abawtools.errors import AbawError
 
 
 @click.command(name="window")
-@click.option("--visual", "visual_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--visual-dir", "visual_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of ID.npy visual features (T, Dv); NaN rows = no face.")
-@click.option("--audio", "audio_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--audio-dir", "audio_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of ID.npy aligned audio features (T, Da); ID_left/ID_right fall back to ID.npy.")
-@click.option("--labels", "label_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--label-dir", "label_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of ID.txt EXPR annotations: these name the videos.")
+@click.option("--visual", "visual_old", type=click.Path(exists=True, file_okay=False), hidden=True)
+@click.option("--audio", "audio_old", type=click.Path(exists=True, file_okay=False), hidden=True)
+@click.option("--labels", "label_old", type=click.Path(exists=True, file_okay=False), hidden=True)
 @click.option("-o", "--output", default="-", show_default=True, metavar="MANIFEST.csv|-")
 @click.option("-W", "--window", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("-S", "--stride", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-invalid", default=0.25, show_default=True, type=_common.Finite(0, 1),
               help="Drop windows whose share of -1 labels (over their real frames) is above this.")
-def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
+def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, output, window, stride, max_invalid):
     """Index the sliding windows of every labelled video (paper §4.4), without copying features.
 
     One row per window: video, feature and label files, start, stop, valid fraction. Windows
@@ -27,8 +30,8 @@ def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
 
     \b
     Example:
-      abaw window --visual feats/visual --audio feats/audio \\
-                  --labels EXPR_Recognition_Challenge/Train_Set -o train.csv
+      abaw window --visual-dir visual/ --audio-dir audio/ \\
+                  --label-dir EXPR_Recognition_Challenge/Train_Set -o train.csv
     """
     import os
 
@@ -36,6 +39,12 @@ def cli(visual_dir, audio_dir, label_dir, output, window, stride, max_invalid):
 
     from abawtools import CLASSES, formats, windows
     from abawtools.commands._common import log
+
+    # --visual/--audio/--labels: the names before 0.2, kept so old scripts run
+    visual_dir, audio_dir, label_dir = visual_dir or visual_old, audio_dir or audio_old, label_dir or label_old
+    for name, value in (("--visual-dir", visual_dir), ("--audio-dir", audio_dir), ("--label-dir", label_dir)):
+        if value is None:
+            raise click.UsageError(f"missing option {name}")
 
     label_files = sorted(f for f in os.listdir(label_dir) if f.endswith(".txt"))
     if not label_files:
