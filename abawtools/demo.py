@@ -71,6 +71,16 @@ def make_labels(frames, rng, seg=(25, 70)):
     return labels, faceless, invalid
 
 
+def write_crops(folder, labels, faceless, overlays):
+    """folder/%05d.jpg (frame t -> t + 1) for each frame with a face: 112x112, like cropped_aligned."""
+    import cv2
+
+    os.makedirs(folder, exist_ok=True)
+    small = [cv2.resize(o, (112, 112), interpolation=cv2.INTER_AREA) for o in overlays]
+    for t in np.flatnonzero(~np.asarray(faceless)):
+        cv2.imwrite(os.path.join(folder, f"{t + 1:05d}.jpg"), small[labels[t]])
+
+
 def write_clip(path, labels, faceless, face, rng, with_audio=True, crops_dir=None):
     """A demo clip: the face (with its class overlay) moving, a class tone; returns the frame count.
 
@@ -81,12 +91,7 @@ def write_clip(path, labels, faceless, face, rng, with_audio=True, crops_dir=Non
     overlays = [expression_overlay(face, c) for c in range(len(CLASSES))]
 
     if crops_dir:
-        import cv2
-
-        os.makedirs(crops_dir, exist_ok=True)
-        small = [cv2.resize(o, (112, 112), interpolation=cv2.INTER_AREA) for o in overlays]
-        for t in np.flatnonzero(~np.asarray(faceless)):
-            cv2.imwrite(os.path.join(crops_dir, f"{t + 1:05d}.jpg"), small[labels[t]])
+        write_crops(crops_dir, labels, faceless, overlays)
 
     def frames():
         for t in range(T):

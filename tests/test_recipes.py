@@ -35,7 +35,7 @@ def clips(tmp_path_factory):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_makefile_builds_scores_and_rebuilds_only_what_changed(clips):
-    args = ["make", "-s", "-f", os.path.join(EXAMPLES, "Makefile"), "-j2", "VIDEO_DIRS=videos/train videos/val",
+    args = ["make", "-s", "-f", os.path.join(EXAMPLES, "Makefile"), "-j2", "CROPPED=", "VIDEOS=videos/train videos/val",
             "TRAIN_LABELS=labels/train", "VAL_LABELS=labels/val", "OUT=work", f"TRAIN_FLAGS={TINY}"]
     proc = subprocess.run(args, cwd=clips, env=env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -66,7 +66,7 @@ def test_ablation_sh_prints_both_tables(tmp_path):
     make_feature_set(tmp_path / "v", np.random.default_rng(1), n_videos=1, t_range=(70, 90), prefix="w")
     for split in ("d", "v"):
         s = tmp_path / split
-        abaw("window", "--visual", s / "visual", "--audio", s / "audio", "--labels", s / "labels",
+        abaw("window", "--visual-dir", s / "visual", "--audio-dir", s / "audio", "--label-dir", s / "labels",
              "-o", tmp_path / f"{split}.csv")
     proc = subprocess.run(["bash", os.path.join(EXAMPLES, "ablation.sh"), "d.csv", "v.csv", "v", "v/labels", "abl",
                            "--", "--epochs", "1", "--batch-size", "32"],

@@ -200,44 +200,49 @@ def like_file(folder, vid):
 
 
 class Lengths:
-    """T per video from one of --frames, --like FILE, --like-dir DIR, --like-template CSV."""
+    """T per video from --frames, --like FILE, or --like-dir DIR / --like-template CSV (each
+    repeatable, searched in order: a label folder per split, then the test set's template)."""
 
-    def __init__(self, frames=None, like=None, like_dir=None, template=None, inputs=1):
-        given = [name for name, v in (("--frames", frames), ("--like", like), ("--like-dir", like_dir),
-                                       ("--like-template", template)) if v is not None]
-        if len(given) > 1:
-            raise click.UsageError(f"give one of {', '.join(given)}")
+    def __init__(self, frames=None, like=None, like_dirs=(), templates=(), inputs=1):
+        sources = bool(like_dirs or templates)
+        if sum((frames is not None, like is not None, sources)) > 1:
+            raise click.UsageError("give one of --frames, --like, --like-dir/--like-template")
         if like and inputs > 1:
             raise click.UsageError("--like takes one input; use --like-dir for many")
         self.fixed = frames if frames is not None else (frame_count(like) if like else None)
-        self.like_dir = like_dir
-        self.template = None
-        if template:
+        self.like_dirs = list(like_dirs)
+        self.listed = {}
+        for template in templates:
             from abawtools import formats
 
-            self.template = {vid: int(max(frames_)) for vid, frames_ in formats.template_frames(template).items()}
-        self.given = bool(given)
+            for vid, numbers in formats.template_frames(template).items():
+                self.listed.setdefault(vid, max(numbers))
+        self.sources = sources
 
     def __call__(self, vid):
         """T for `vid`, or None (the source's own length)."""
-        if self.like_dir:
-            return frame_count(like_file(self.like_dir, vid))
-        if self.template is not None:
-            if vid not in self.template:
-                raise AbawError(f"{vid}: not in the --like-template file")
-            return self.template[vid]
-        return self.fixed
+        if not self.sources:
+            return self.fixed
+        for folder in self.like_dirs:
+            try:
+                return frame_count(like_file(folder, vid))
+            except AbawError:
+                continue
+        if vid in self.listed:
+            return self.listed[vid]
+        where = ", ".join(self.like_dirs + (["the template"] if self.listed else []))
+        raise AbawError(f"{vid}: no label file, NPY, video or template row gives its frame count ({where})")
 
 
 def like_options(f):
     """--like / --like-dir / --like-template: one way, in every per-video command, to give T."""
-    f = click.option("--like-template", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="Take each video's T from the organisers' submission template (its last listed frame): "
-                     "the test set, which has no labels.")(f)
-    f = click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
+    f = click.option("--like-template", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Take T from the organisers' submission template (the last frame it lists for the "
+                     "video): the test set, which has no labels. Repeatable; searched after --like-dir.")(f)
+    f = click.option("--like-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
                      help="Take each video's T from DIR/ID.txt (an EXPR label folder), DIR/ID.npy, or the video "
                      "DIR/ID.mp4 (ID_left/_right: the video of ID). Aff-Wild2's annotation runs past the last "
-                     "cropped_aligned jpg: T must be the annotation's.")(f)
+                     "cropped_aligned jpg: T must be the annotation's. Repeatable (one per split).")(f)
     return click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
                         help="Take T from this label file, NPY or video (one input only).")(f)
 

@@ -11,11 +11,7 @@ from abawtools.errors import AbawError
 @click.option("-o", "--output", default=None, metavar="OUT|-",
               help="Output file (`-` = stdout, the default); a folder with several inputs, --like-dir, or a path ending in /.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Target number of video frames T.")
-@click.option("--like", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Take T from this visual NPY or label file.")
-@click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="One output per label file (ID.txt: the documented way, T = the annotation's), visual NPY or "
-              "video in this folder; ID_left/ID_right take the audio of ID.")
+@_common.like_options
 @click.option("--videos", "video_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="The videos (ID.mp4, ...): warn, naming the video, when the audio's duration and T / fps "
               "disagree by more than 2 frames per minute (a wrong T stretches the audio).")
@@ -23,30 +19,33 @@ from abawtools.errors import AbawError
               help="Place frame t at t/FPS seconds instead of stretching the audio over the video.")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, frames, like, like_dir, video_dir, fps, shard, skip_existing):
+def cli(inputs, output, frames, like, like_dir, like_template, video_dir, fps, shard, skip_existing):
     """Interpolate audio features (Ta, Da) at 50/s onto T video frames -> (T, Da) (paper §4.2).
 
     By default the audio's duration is stretched over the T frames, as the paper does; with
     --fps F frame t is placed at t/F seconds and, where the audio ends first, its last row is held.
+    With --like-dir / --like-template there is one output per video they name (ID.txt label
+    files: T is the annotation's, the documented way; the template: the test set), and
+    ID_left / ID_right take the audio of ID.
 
     \b
     Examples:
       abaw align audio50/118.npy --like visual/118.npy -o audio/118.npy
       abaw align audio50/118.npy --frames 4200 --fps 30 > audio/118.npy
       abaw align audio50/*.npy --like-dir EXPR_Recognition_Challenge/Train_Set --videos videos/ -o audio/
+      abaw align audio50/*.npy --like-template test_template.txt --videos videos/ -o audio/
     """
     import math
 
     from abawtools import alignment, formats
 
-    if sum(x is not None for x in (frames, like, like_dir)) != 1:
-        raise click.UsageError("give exactly one of --frames, --like, --like-dir")
-
-    if like_dir:
-        plan = _plan_like_dir(inputs, like_dir, output)
+    lengths = _common.Lengths(frames, like, like_dir, like_template, len(inputs))
+    if not (lengths.sources or lengths.fixed):
+        raise click.UsageError("give one of --frames, --like, --like-dir, --like-template")
+    if lengths.sources:
+        plan = _plan_named(inputs, lengths, like_dir, like_template, output)
     else:
-        T = frames if frames is not None else _common.frame_count(like)
-        plan = [(inp, out, T) for inp, out in _common.plan_outputs(inputs, output, ".npy")]
+        plan = [(inp, out, lengths.fixed) for inp, out in _common.plan_outputs(inputs, output, ".npy")]
 
     for inp, out, T in _common.work_for_this_task(plan, shard, skip_existing, lambda item: item[2]):
         audio = formats.read_npy(inp)
@@ -55,7 +54,7 @@ def cli(inputs, output, frames, like, like_dir, video_dir, fps, shard, skip_exis
         if len(audio) == 0:
             raise AbawError(f"{inp}: audio features have no rows")
         vid = formats.video_id(out) if out != "-" else formats.video_id(inp)
-        rate = fps or _video_fps(video_dir, vid) or _video_fps(like_dir, vid)
+        rate = fps or next(filter(None, (_video_fps(d, vid) for d in (video_dir, *like_dir))), None)
         if rate:
             seconds_audio, seconds_video = (len(audio) - 1) * 0.02 + 0.025, T / rate
             tolerance = 2.0 / rate * max(1.0, seconds_video / 60.0)
@@ -92,25 +91,26 @@ def _video_fps(folder, vid):
     return None
 
 
-def _plan_like_dir(inputs, like_dir, output):
+def _plan_named(inputs, lengths, like_dirs, templates, output):
+    """One (audio, output, T) per video the label folders / templates name."""
     import os
 
-    from abawtools.formats import shared_audio_id, video_id
+    from abawtools.formats import shared_audio_id, template_frames, video_id
 
     if output in (None, "-"):
-        raise click.UsageError("--like-dir needs -o FOLDER")
+        raise click.UsageError("--like-dir / --like-template need -o FOLDER")
     os.makedirs(output, exist_ok=True)
     audio = {video_id(p): p for p in inputs}
+    names = [video_id(f) for d in like_dirs for f in sorted(os.listdir(d))
+             if f.endswith((".npy", ".txt") + _common.VIDEO_EXTS)]
+    names += [vid for t in templates for vid in sorted(template_frames(t))]
     plan = []
-    for f in sorted(os.listdir(like_dir)):
-        if not f.endswith((".npy", ".txt") + _common.VIDEO_EXTS):
-            continue
-        vid = video_id(f)
+    for vid in dict.fromkeys(names):
         src = audio.get(vid) or audio.get(shared_audio_id(vid))
         if src is None:
             _common.log(f"warning: no audio features for {vid}; skipped")
             continue
-        plan.append((src, os.path.join(output, vid + ".npy"), _common.frame_count(os.path.join(like_dir, f))))
+        plan.append((src, os.path.join(output, vid + ".npy"), lengths(vid)))
     if not plan:
-        raise AbawError(f"no file in {like_dir} matches any audio input")
+        raise AbawError(f"no video named by {', '.join(list(like_dirs) + list(templates))} matches any audio input")
     return plan

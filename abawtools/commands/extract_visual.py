@@ -62,7 +62,8 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect)
     for path, out in plan:
-        target = lengths(formats.video_id(path))
+        # the output names the video when there is one (videos/ID.mp4 -o visual/ID_left.npy)
+        target = lengths(formats.video_id(out if out != "-" else path))
         source = visual.open_source(path)
         bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
         feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers)

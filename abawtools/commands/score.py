@@ -11,9 +11,11 @@ from abawtools.errors import AbawError
 @click.option("--label-dir", type=click.Path(exists=True, file_okay=False), help="Folder of ID.txt annotations.")
 @click.option("--submission", type=click.Path(exists=True, dir_okay=False), help="An ABAW submission CSV.")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
+              help="Where the scores go (written whole and renamed into place: make never sees half a file).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG: confusion matrix and per-video timelines (needs matplotlib).")
-def cli(pair, pred_dir, label_dir, submission, fmt, plot):
+def cli(pair, pred_dir, label_dir, submission, fmt, output, plot):
     """Score predictions: unweighted mean F1 over the 8 classes, all valid frames pooled.
 
     PRED is a label file or a logits NPY (argmax is taken); `-` reads it from stdin. Frames
@@ -27,7 +29,7 @@ def cli(pair, pred_dir, label_dir, submission, fmt, plot):
       abaw score --pred-dir pred/ --label-dir EXPR_Recognition_Challenge/Validation_Set/
       abaw score --submission submission.csv --label-dir Validation_Set/ --plot report.png
     """
-    from abawtools import scoring
+    from abawtools import formats, scoring
 
     modes = [bool(pair), bool(pred_dir), bool(submission)]
     if sum(modes) != 1:
@@ -48,10 +50,12 @@ def cli(pair, pred_dir, label_dir, submission, fmt, plot):
     if result["frames"] == 0:
         raise AbawError(f"nothing to score: all {sum(len(t) for _, _, t in pairs)} frames are labelled -1")
     result.update(unmatched)
-    if fmt == "json":
-        click.echo(scoring.format_json(result))
+    text = scoring.format_json(result) + "\n" if fmt == "json" else scoring.format_table(result)
+    if output == "-":
+        click.echo(text, nl=False)
     else:
-        click.echo(scoring.format_table(result), nl=False)
+        with formats.atomic_output(output, "w") as fh:
+            fh.write(text)
     if plot:
         from abawtools import plots
 

@@ -1,0 +1,150 @@
+"""Aff-Wild2 as it ships: the README's section run as written on a tree with the real layout,
+the Makefile on it, and the rules that keep results right (T, resume, submission)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from affwild2tree import LABELS, TEMPLATE, make_tree
+from conftest import abaw, make_feature_set
+
+from abawtools import formats
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
+    for k in [k for k in e if k.startswith("SLURM_")]:
+        del e[k]
+    return e
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    return make_tree(str(tmp_path_factory.mktemp("affwild2") / "tree"))
+
+
+@pytest.fixture
+def tree(pristine, tmp_path):
+    shutil.copytree(pristine, tmp_path / "tree")
+    return tmp_path / "tree"
+
+
+def readme_block(heading):
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text[text.index(heading):]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def annotation_lengths(tree):
+    T = {}
+    for split in ("Train_Set", "Validation_Set"):
+        for f in os.listdir(tree / LABELS / split):
+            T[f[:-4]] = len(formats.read_labels(str(tree / LABELS / split / f)))
+    for vid, frames in formats.template_frames(str(tree / TEMPLATE)).items():
+        T[vid] = max(frames)
+    return T
+
+
+def test_tree_has_the_real_layout(pristine):
+    tree = __import__("pathlib").Path(pristine)
+    for vid, T in annotation_lengths(tree).items():
+        jpgs = sorted(int(f[:5]) for f in os.listdir(tree / "cropped_aligned" / vid))
+        assert 3 <= T - jpgs[-1] <= 12  # the annotation runs past the last jpg
+        assert len(jpgs) < jpgs[-1]  # holes
+    assert not (tree / "videos" / "pair-60_left.mp4").exists() and (tree / "videos" / "pair-60.mp4").exists()
+
+
+def test_readme_section_as_written(tree):
+    script = readme_block("## Aff-Wild2 as it ships")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tree, env=env(), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # every feature file has the annotation's (or the template's) length
+    for vid, T in annotation_lengths(tree).items():
+        assert np.load(tree / "visual" / f"{vid}.npy").shape[0] == T, vid
+        assert np.load(tree / "audio" / f"{vid}.npy").shape[0] == T, vid
+    # the left and right faces share one audio, each aligned onto its own T
+    np.testing.assert_array_equal(np.load(tree / "audio" / "pair-60_left.npy"), np.load(tree / "audio" / "pair-60_right.npy"))
+    # score succeeds and equals the best validation F1 that train printed
+    best = float(re.search(r"best epoch \d+, val macro F1 (\d\.\d+)", proc.stderr).group(1))
+    scored = json.loads(abaw("score", "--pred-dir", tree / "pred" / "val", "--label-dir",
+                             tree / LABELS / "Validation_Set").stdout)["macro_f1"]
+    assert round(scored, 4) == best
+    assert f"macro F1 {best:.4f}" in proc.stdout
+    # the submission has exactly the template's rows, in its order
+    sub = open(tree / "submission.csv").read().splitlines()
+    tpl = open(tree / TEMPLATE).read().splitlines()
+    assert [r.split(",")[0] for r in sub] == [r.split(",")[0] for r in tpl]
+    assert "warning" not in proc.stderr.lower()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_makefile_on_the_real_layout(tree):
+    args = ["make", "-s", "-f", os.path.join(ROOT, "examples", "Makefile"), "-j2", f"TEMPLATE={TEMPLATE}",
+            "TRAIN_FLAGS=--epochs 2 --d-model 32 --layers 1 --heads 4"]
+    proc = subprocess.run([*args, "all", "submission"], cwd=tree, env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "macro F1" in proc.stdout and (tree / "work" / "score.json").exists()
+    for vid, T in annotation_lengths(tree).items():
+        assert np.load(tree / "work" / "visual" / f"{vid}.npy").shape[0] == T, vid
+        assert np.load(tree / "work" / "audio" / f"{vid}.npy").shape[0] == T, vid
+    assert len(open(tree / "work" / "submission.csv").read().splitlines()) == \
+        len(open(tree / TEMPLATE).read().splitlines())
+    assert not list((tree / "work").glob("*.part"))
+    # up to date; a newer prediction redoes the score and nothing upstream
+    assert subprocess.run([*args, "-q", "work/score.json"], cwd=tree, env=env()).returncode == 0
+    os.utime(tree / "work" / "pred" / "3-30-640x360.txt")
+    dry = subprocess.run([*args, "-n"], cwd=tree, env=env(), capture_output=True, text=True).stdout
+    assert "abaw score" in dry and "abaw train" not in dry and "extract" not in dry
+
+
+def test_features_of_another_length_are_an_error_everywhere(tree, tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((10, 4), np.float32))
+    labels = tree / LABELS / "Train_Set" / "1-30-1280x720.txt"
+    T = len(formats.read_labels(str(labels)))
+    (tmp_path / "vis").mkdir()
+    (tmp_path / "aud").mkdir()
+    np.save(tmp_path / "vis" / "1-30-1280x720.npy", np.zeros((T - 5, 4), np.float32))  # highest jpg, not T
+    np.save(tmp_path / "aud" / "1-30-1280x720.npy", np.zeros((T, 3), np.float32))
+    proc = abaw("window", "--visual-dir", tmp_path / "vis", "--audio-dir", tmp_path / "aud", "--label-dir",
+                labels.parent, "-o", tmp_path / "m.csv", check=False)
+    assert proc.returncode == 1 and f"has {T - 5} frames, the annotation {T}" in proc.stderr.decode()
+    assert "--like-dir" in proc.stderr.decode() and not (tmp_path / "m.csv").exists()
+
+
+def test_resume_after_changing_a_feature_file_does_not_resume(tmp_path):
+    make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=3)
+    d = tmp_path / "d"
+    abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
+         "-o", tmp_path / "t.csv")
+    common = ["train", tmp_path / "t.csv", "-o", tmp_path / "m.safetensors", "--epochs", "3", "--d-model", "16",
+              "--layers", "1", "--heads", "2", "--batch-size", "8"]
+    assert abaw(*common, "--stop-after-steps", "2", check=False).returncode == 75
+    a = np.load(d / "audio" / "v1.npy")
+    np.save(d / "audio" / "v1.npy", a + 1)  # new features, same shape
+    proc = abaw(*common, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "belongs to another run" in err and "m.safetensors.ckpt" in err, err
+    assert "resumed" not in err and not (tmp_path / "m.safetensors").exists()
+
+
+def test_template_video_without_any_prediction_is_an_error_naming_it(tmp_path):
+    rows = [formats.SUBMISSION_HEADER] + [f"{v}/{t:05d}.jpg," for v in ("a", "b_left") for t in range(1, 6)]
+    (tmp_path / "tpl.txt").write_text("\n".join(rows) + "\n")
+    np.save(tmp_path / "a.npy", np.eye(8, dtype=np.float32)[[1, 1, 1, 1, 1]])
+    base = ["smooth", tmp_path / "a.npy", "--format", "submission", "--template", tmp_path / "tpl.txt", "-k", "1"]
+    proc = abaw(*base, "-o", tmp_path / "sub.csv", check=False)
+    assert proc.returncode == 1 and "b_left" in proc.stderr.decode() and "--allow-missing" in proc.stderr.decode()
+    assert not (tmp_path / "sub.csv").exists()
+    proc = abaw(*base, "--allow-missing", "-o", tmp_path / "sub.csv")
+    assert "b_left" in proc.stderr.decode()
+    assert open(tmp_path / "sub.csv").read().splitlines()[1:] == \
+        [f"a/{t:05d}.jpg,1" for t in range(1, 6)] + [f"b_left/{t:05d}.jpg,0" for t in range(1, 6)]
