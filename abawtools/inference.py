@@ -41,6 +41,18 @@ def predict_video(model, video, window=None, stride=None, batch_size=64, device=
     return out
 
 
+def predict_ensemble(models, weights, video, window=None, stride=None, batch_size=64, device=None,
+                     autocast_dtype=None, progress=None):
+    """The weighted mean of each model's soft-voted logits (T, C): sum w_i L_i / sum w_i (the
+    authors' final.py averages three models this way). One model: its own logits, unchanged."""
+    if len(models) == 1:
+        return predict_video(models[0], video, window, stride, batch_size, device, autocast_dtype, progress)
+    total = np.zeros((video.frames, models[0].cfg.num_classes), np.float64)
+    for model, w in zip(models, weights):
+        total += w * predict_video(model, video, window, stride, batch_size, device, autocast_dtype, progress)
+    return (total / sum(weights)).astype(np.float32)
+
+
 def predict_window_by_window(model, video, window=None, stride=None):
     """The reference-implementation way, one forward per window (for tests and the benchmark)."""
     cfg = model.cfg

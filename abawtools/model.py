@@ -8,6 +8,14 @@ Both take a batch of windows and return per-frame logits:
 visual (B, W, Dv) and audio (B, W', Da) are raw features (normalisation is inside the model, from
 statistics stored with it); the masks are True where a frame is present. Values at masked frames
 are ignored: they are replaced by zeros before anything reads them.
+
+The default dual-branch network is the authors' (GitHub Hathaway1027/abaw26-expr,
+abaw_model/dual_window_att_model/model.py), where the paper leaves details open: cross-attention
+blocks with a feed-forward sublayer, a gate of one value per frame, the fused visual stream zeroed
+at frames without a face, ReLU encoder layers. Each is a config field, so the variant of abawtools
+0.1.0 (and every file it wrote) stays one flag away. What abawtools adds: feature standardisation
+inside the model, masked audio frames, and safe attention in the self-attention layers too, so a
+window without any face stays finite (theirs gives NaN there).
 """
 
 import json
@@ -35,6 +43,14 @@ class ModelConfig:
     stride: int = 8
     fusion_lambda: float = 0.7  # baseline: logits = lambda * visual + (1 - lambda) * audio
     audio_context: int = 0  # baseline: audio of frame t = mean over t-18 .. t+18
+    # the authors' network (defaults) vs abawtools 0.1.0's (LEGACY): see the module docstring
+    cross_ffn: bool = True  # cross-attention blocks end with a feed-forward sublayer
+    gate: str = "frame"  # "frame": one gate value per frame (Linear 2d -> 1); "channel": per channel
+    zero_faceless: bool = True  # fused visual stream set to 0 at frames without a face
+    activation: str = "relu"  # of the self-attention layers' feed-forward (torch's default)
+
+    # what a model file written before these fields existed was built with
+    LEGACY = {"cross_ffn": False, "gate": "channel", "zero_faceless": False, "activation": "gelu"}
 
     def to_json(self):
         return json.dumps(asdict(self), sort_keys=True)
@@ -43,6 +59,7 @@ class ModelConfig:
     def from_json(cls, text):
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
+        data = {**cls.LEGACY, **data}  # a field the file lacks: the architecture it was written with
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -98,16 +115,21 @@ class SafeAttention(nn.Module):
         return y.masked_fill(empty[:, None, None], 0.0)
 
 
+def feed_forward(cfg, activation="gelu"):
+    d = cfg.d_model
+    act = nn.ReLU() if activation == "relu" else nn.GELU()
+    return nn.Sequential(nn.Linear(d, cfg.ffn_mult * d), act, nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn_mult * d, d))
+
+
 class EncoderLayer(nn.Module):
-    """Post-norm transformer layer (as in the paper: x = LayerNorm(x + Dropout(Attn(x))))."""
+    """Post-norm transformer layer, torch's TransformerEncoderLayer in arithmetic (ReLU by default):
+    x = LayerNorm(x + Dropout(Attn(x))); x = LayerNorm(x + Dropout(FFN(x)))."""
 
     def __init__(self, cfg):
         super().__init__()
         d = cfg.d_model
         self.attn = SafeAttention(d, cfg.heads, cfg.dropout)
-        self.ffn = nn.Sequential(
-            nn.Linear(d, cfg.ffn_mult * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.ffn_mult * d, d)
-        )
+        self.ffn = feed_forward(cfg, cfg.activation)
         self.norm1 = nn.LayerNorm(d)
         self.norm2 = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -118,24 +140,32 @@ class EncoderLayer(nn.Module):
 
 
 class CrossBlock(nn.Module):
-    """H_{q->k} = LayerNorm(Q + Dropout(CrossAttn(Q, K=V=context))) (Eq. 2-3)."""
+    """H_{q->k} = LayerNorm(Q + Dropout(CrossAttn(Q, K=V=context))) (Eq. 2-3), then (the authors'
+    block, cfg.cross_ffn) LayerNorm(H + Dropout(FFN(H))) with a GELU feed-forward."""
 
     def __init__(self, cfg):
         super().__init__()
         self.attn = SafeAttention(cfg.d_model, cfg.heads, cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
+        if cfg.cross_ffn:
+            self.ffn = feed_forward(cfg, "gelu")
+            self.norm2 = nn.LayerNorm(cfg.d_model)
 
     def forward(self, query, context, context_mask):
-        return self.norm(query + self.drop(self.attn(query, context, context_mask)))
+        h = self.norm(query + self.drop(self.attn(query, context, context_mask)))
+        if hasattr(self, "ffn"):
+            h = self.norm2(h + self.drop(self.ffn(h)))
+        return h
 
 
 class Gate(nn.Module):
-    """F = G * H + (1 - G) * H_cross with G = sigmoid(W [H; H_cross] + b) (Eq. 4)."""
+    """F = G * H + (1 - G) * H_cross with G = sigmoid(W [H; H_cross] + b) (Eq. 4); G has one value
+    per frame (the authors', Linear 2d -> 1) or one per channel (abawtools 0.1.0)."""
 
-    def __init__(self, d):
+    def __init__(self, d, per_frame=True):
         super().__init__()
-        self.proj = nn.Linear(2 * d, d)
+        self.proj = nn.Linear(2 * d, 1 if per_frame else d)
 
     def forward(self, own, cross):
         g = torch.sigmoid(self.proj(torch.cat([own, cross], dim=-1)))
@@ -168,7 +198,9 @@ class DualBranchNet(nn.Module):
         self.v_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
         self.a_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
         self.v_to_a, self.a_to_v = CrossBlock(cfg), CrossBlock(cfg)
-        self.v_gate, self.a_gate = Gate(d), Gate(d)
+        if cfg.gate not in ("frame", "channel"):
+            raise ValueError(f"unknown gate {cfg.gate!r} (frame or channel)")
+        self.v_gate, self.a_gate = Gate(d, cfg.gate == "frame"), Gate(d, cfg.gate == "frame")
         self.head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, cfg.num_classes))
 
     def forward(self, visual, audio, visual_mask, audio_mask):
@@ -184,8 +216,11 @@ class DualBranchNet(nn.Module):
             ha = layer(ha, audio_mask)
         h_va = self.v_to_a(hv, ha, audio_mask)  # visual queries audio
         h_av = self.a_to_v(ha, hv, visual_mask)  # audio queries visual: safe when no face at all
-        fused = torch.cat([self.v_gate(hv, h_va), self.a_gate(ha, h_av)], dim=-1)
-        return self.head(fused)
+        fv, fa = self.v_gate(hv, h_va), self.a_gate(ha, h_av)
+        if self.cfg.zero_faceless:
+            # a frame without a face is classified from the audio stream alone (authors' final_v * v_mask)
+            fv = torch.where(visual_mask[..., None], fv, torch.zeros((), device=fv.device, dtype=fv.dtype))
+        return self.head(torch.cat([fv, fa], dim=-1))
 
 
 class TwoStreamBaseline(nn.Module):
@@ -272,8 +307,18 @@ def load_model(path, device="cpu"):
         raise AbawError(f"{path}: not a safetensors model file ({exc})") from None
     if "abaw.config" not in metadata:
         raise AbawError(f"{path}: no abaw config in the safetensors metadata (not written by abaw train?)")
-    cfg = ModelConfig.from_json(metadata["abaw.config"])
-    model = build_model(cfg)
+    try:
+        cfg = ModelConfig.from_json(metadata["abaw.config"])
+        model = build_model(cfg)
+    except (ValueError, TypeError) as exc:
+        raise AbawError(f"{path}: unreadable model config ({str(exc).splitlines()[0]})") from None
+    from abawtools import NUM_CLASSES
+
+    if cfg.num_classes != NUM_CLASSES:
+        raise AbawError(f"{path}: the model has {cfg.num_classes} classes; ABAW has {NUM_CLASSES}")
+    bad = [k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise AbawError(f"{path}: NaN or Inf in the weights ({', '.join(bad[:3])}): the training diverged")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -70,15 +70,21 @@ def test_masked_frame_values_do_not_matter(arch):
     assert not torch.allclose(model(v2, a2, vm, am), ref)
 
 
-def test_safe_attention_window_without_face_uses_audio_only():
-    """With no visual key, A->V reduces to LayerNorm(H_a): the audio stream passes intact."""
-    model = tiny().eval()
+@pytest.mark.parametrize("cross_ffn", [True, False])
+def test_safe_attention_window_without_face_uses_audio_only(cross_ffn):
+    """With no visual key, A->V's attention sublayer reduces to LayerNorm(H_a) (§3.4): the audio
+    stream passes intact (through the block's feed-forward sublayer, in the authors' block)."""
+    model = tiny(cross_ffn=cross_ffn).eval()
     v, a, vm, am, _ = batch(model, B=1)
     vm[:] = False
     captured = {}
     model.a_to_v.register_forward_hook(lambda m, inp, out: captured.update(q=inp[0], out=out))
+    model.a_to_v.attn.register_forward_hook(lambda m, inp, out: captured.update(attn=out))
     model(v, a, vm, am)
-    expected = model.a_to_v.norm(captured["q"])
+    assert (captured["attn"] == 0).all()
+    block = model.a_to_v
+    h = block.norm(captured["q"])
+    expected = block.norm2(h + block.ffn(h)) if cross_ffn else h
     torch.testing.assert_close(captured["out"], expected)
 
 

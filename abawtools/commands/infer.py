@@ -6,8 +6,12 @@ from abawtools.commands import _common
 
 
 @click.command(name="infer")
-@click.option("-m", "--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              metavar="MODEL.safetensors")
+@click.option("-m", "--model", "model_paths", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False), metavar="MODEL.safetensors",
+              help="A trained model; repeat for an ensemble (members may differ in arch, size, W and S).")
+@click.option("--weights", default=None, metavar="W1,W2,...",
+              help="Ensemble: one non-negative weight per -m (default: equal); the output is the weighted mean "
+              "of each member's soft-voted logits (the authors' final.py: 0.3,0.3,0.4).")
 @click.option("--visual", type=click.Path(dir_okay=False, allow_dash=True), default=None, help="Visual features (T, Dv).")
 @click.option("--audio", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Aligned audio features (T, Da); leave out for a video with no audio track.")
@@ -30,7 +34,7 @@ from abawtools.commands import _common
               help="With --visual-dir: only the videos the organisers' template lists (the test set).")
 @_common.shard_option
 @_common.skip_existing_option
-def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride, batch_size, device, dtype, bf16,
+def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, window, stride, batch_size, device, dtype, bf16,
         like_dir, like_template, shard, skip_existing):
     """Run a trained model over every window of a video and soft-vote the logits per frame.
 
@@ -45,6 +49,8 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
       abaw infer -m model.safetensors --visual-dir visual/ --audio-dir audio/ -o logits/ --shard 0/4
       abaw infer -m model.safetensors --visual-dir visual/ --audio-dir audio/ \\
           --like-dir EXPR_Recognition_Challenge/Validation_Set -o logits/
+      abaw infer -m a.safetensors -m b.safetensors -m c.safetensors --weights 0.3,0.3,0.4 -S 4 \\
+          --visual v.npy --audio a.npy | abaw smooth - --method mean -k 27      # the authors' final.py
     """
     import os
 
@@ -60,8 +66,16 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         raise click.UsageError("--like-dir / --like-template select videos of --visual-dir")
     if like_dir and like_template:
         raise click.UsageError("give one of --like-dir, --like-template")
+    weights = _weights(weights, len(model_paths))
+    if visual and output not in (None, "-"):
+        _common.check_output_dir(output)  # before the work, not after it
     dev = runtime.pick_device(device)
-    model, info = load_model(model_path, dev)
+    models = [load_model(p, dev)[0] for p in model_paths]
+    model = models[0]
+    for p, m in zip(model_paths[1:], models[1:]):
+        if (m.cfg.visual_dim, m.cfg.audio_dim) != (model.cfg.visual_dim, model.cfg.audio_dim):
+            raise AbawError(f"{p}: ensemble member expects features of {m.cfg.visual_dim} + {m.cfg.audio_dim} dims, "
+                            f"{model_paths[0]} {model.cfg.visual_dim} + {model.cfg.audio_dim}")
     autocast = runtime.autocast_dtype(dev, "bf16" if bf16 else dtype)
 
     if visual:
@@ -101,11 +115,28 @@ def cli(model_path, visual, audio, visual_dir, audio_dir, output, window, stride
         if video.dims != (model.cfg.visual_dim, model.cfg.audio_dim):
             raise AbawError(f"{video.vid}: features are {video.dims[0]} + {video.dims[1]} dims, the model expects "
                             f"{model.cfg.visual_dim} + {model.cfg.audio_dim}")
-        bar = None if progress else _common.Progress(len(windows.window_starts(video.frames, window or model.cfg.window,
-                                                                               stride or model.cfg.stride)),
-                                                     f"infer {video.vid}", unit="windows")
-        logits = inference.predict_video(model, video, window, stride, batch_size, dev, autocast,
-                                         progress=bar.update if bar else None)
+        total = sum(len(windows.window_starts(video.frames, window or m.cfg.window, stride or m.cfg.stride))
+                    for m in models)
+        bar = None if progress else _common.Progress(total, f"infer {video.vid}", unit="windows")
+        logits = inference.predict_ensemble(models, weights, video, window, stride, batch_size, dev, autocast,
+                                            progress=bar.update if bar else None)
         formats.write_npy(out, logits)
         if progress:
             progress.update()
+
+
+def _weights(text, n):
+    """--weights: n non-negative numbers, not all zero (a usage error otherwise); default equal."""
+    import math
+
+    if text is None:
+        return [1.0] * n
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: numbers separated by commas", param_hint="--weights") from None
+    if len(values) != n:
+        raise click.BadParameter(f"{len(values)} weight(s) for {n} model(s)", param_hint="--weights")
+    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise click.BadParameter("weights must be finite, >= 0 and not all 0", param_hint="--weights")
+    return values

@@ -18,6 +18,15 @@ from abawtools.commands import _common
 @click.option("--dropout", default=0.1, show_default=True, type=_common.Finite(0, 1))
 @click.option("--modality-dropout", default=0.1, show_default=True, type=_common.Finite(0, 1),
               help="p: probability that a training window loses its whole visual stream.")
+@click.option("--cross-ffn/--no-cross-ffn", default=True, show_default=True,
+              help="Cross-attention blocks end with a feed-forward sublayer (authors' model.py; "
+              "--no-cross-ffn: abawtools 0.1).")
+@click.option("--gate", type=click.Choice(["frame", "channel"]), default="frame", show_default=True,
+              help="Eq. 4's gate: one value per frame (authors') or per channel (abawtools 0.1).")
+@click.option("--zero-faceless/--no-zero-faceless", default=True, show_default=True,
+              help="Set the fused visual stream to 0 at frames without a face (authors').")
+@click.option("--activation", type=click.Choice(["relu", "gelu"]), default="relu", show_default=True,
+              help="Self-attention layers' feed-forward (relu: torch's TransformerEncoderLayer, authors').")
 @click.option("--lambda", "fusion_lambda", default=0.7, show_default=True, type=_common.Finite(0, 1),
               help="Baseline: visual weight of the decision fusion.")
 @click.option("--audio-context", default=18, show_default=True, type=click.IntRange(min=0),
@@ -55,7 +64,8 @@ from abawtools.commands import _common
               help="Checkpoint folder: continue from it if it holds a checkpoint (default: MODEL.safetensors.ckpt).")
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--stop-after-steps", type=int, default=None, hidden=True)
-def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, fusion_lambda,
+def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, cross_ffn, gate,
+        zero_faceless, activation, fusion_lambda,
         audio_context, gamma, beta, no_class_weights, epochs, batch_size, accumulate, lr, weight_decay, warmup,
         patience, checkpoint_every, seed,
         smooth_k, smooth_k_old, device, dtype, no_bf16, resume_dir, threads, stop_after_steps):
@@ -99,7 +109,8 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
     W = rows[0]["stop"] - rows[0]["start"]
     cfg = ModelConfig(arch=arch, d_model=d_model, layers=layers, heads=heads, dropout=dropout,
                       modality_dropout=modality_dropout, window=W, stride=_stride(rows, W),
-                      fusion_lambda=fusion_lambda, audio_context=audio_context if arch == "baseline" else 0)
+                      fusion_lambda=fusion_lambda, audio_context=audio_context if arch == "baseline" else 0,
+                      cross_ffn=cross_ffn, gate=gate, zero_faceless=zero_faceless, activation=activation)
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
                         weight_decay=weight_decay, warmup=warmup, gamma=gamma, beta=beta,
                         class_weights=not no_class_weights, seed=seed, smooth_k=smooth_k, device=device,
