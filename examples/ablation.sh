@@ -19,10 +19,10 @@ run() {  # run TAG abaw-train-flags... -> prints "accuracy f1"
   local model=$out/$tag.safetensors
   [ -f "$model" ] || abaw train "$train" --val "$val" -o "$model" --resume "$model.ckpt" "$@" "${extra[@]}" >&2
   [ -f "$out/$tag.json" ] || {
-    abaw infer -m "$model" --visual-dir "$feats/visual" --audio-dir "$feats/audio" -o "$out/$tag.logits/" --skip-existing
+    abaw infer -m "$model" --visual-dir "$feats/visual" --audio-dir "$feats/audio" --like-dir "$labels" \
+      -o "$out/$tag.logits/" --skip-existing
     abaw smooth "$out/$tag.logits"/*.npy -o "$out/$tag.pred/"
-    abaw score --pred-dir "$out/$tag.pred" --label-dir "$labels" > "$out/$tag.json.part"
-    mv "$out/$tag.json.part" "$out/$tag.json"
+    abaw score --pred-dir "$out/$tag.pred" --label-dir "$labels" -o "$out/$tag.json"
   }
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("%.4f\t%.4f" % (r["accuracy"], r["macro_f1"]))' "$out/$tag.json"
 }

@@ -84,6 +84,17 @@ def test_readme_section_as_written(tree):
     tpl = open(tree / TEMPLATE).read().splitlines()
     assert [r.split(",")[0] for r in sub] == [r.split(",")[0] for r in tpl]
     assert "warning" not in proc.stderr.lower()
+    # the authors' final-submission recipe on the same features: three members, an ensemble
+    final = subprocess.run(["bash", os.path.join(ROOT, "examples", "final.sh"), "train.csv", "val.csv", "visual",
+                            "audio", TEMPLATE, "final", "--", "--epochs", "1"], cwd=tree, env=env(),
+                           capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    from abawtools.model import load_model
+
+    member = load_model(str(tree / "final" / "member1.safetensors"))[0].cfg
+    assert (member.d_model, member.layers) == (128, 1)
+    rows = open(tree / "final" / "submission.csv").read().splitlines()
+    assert [r.split(",")[0] for r in rows] == [r.split(",")[0] for r in tpl]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -13,8 +13,10 @@ from abawtools.smoothing import LOGIT_METHODS, METHODS
               help="Output file (`-` = stdout, the default); a folder (several inputs, or a path ending in /).")
 @click.option("-k", "--kernel", default=11, show_default=True, type=int, help="Filter length (odd).")
 @click.option("--method", type=click.Choice(METHODS), default="median", show_default=True,
-              help="median: per-class median of the logits, then argmax; median-labels: median of the "
-              "label ids (the reference implementation); mode: majority vote; mean: moving average.")
+              help="median: per-class median of the logits, then argmax (§3.6); median-labels: median of the "
+              "label ids, what the authors' validation did (scipy.signal.medfilt, k=11; medfilt pads with "
+              "zeros, i.e. Neutral, at the video's ends, where this pads by repeating the edge); mode: "
+              "majority vote; mean: moving average (the authors' final submission: -k 27).")
 @click.option("--format", "fmt", type=click.Choice(["labels", "npy", "submission"]), default="labels",
               show_default=True,
               help="labels: Aff-Wild2 label file; npy: smoothed logits; submission: one ABAW CSV for all inputs.")
