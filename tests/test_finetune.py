@@ -14,13 +14,18 @@ from conftest import abaw
 from abawtools import CLASSES, formats, imagesets, visual
 
 FAST = ["--batch-size", "16", "--accumulate", "1", "--workers", "0", "--head-lr-mult", "1"]
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
 
 
-def _abaw_stderr_line(proc):
+def _env():
+    return dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+
+
+def _error_line(result):
     """Exit 1 and one error line, the last (per-source counts may come before it); no traceback."""
-    lines = proc.stderr.decode().splitlines()
+    lines = result.stderr.splitlines()
     errors = [line for line in lines if "error:" in line]
-    assert proc.returncode == 1 and len(errors) == 1 and lines[-1] == errors[0], lines
+    assert result.exit_code == 1 and len(errors) == 1 and lines[-1] == errors[0], lines
     assert not any("Traceback" in line for line in lines)
     return errors[0]
 
@@ -84,56 +89,52 @@ def tree(tmp_path_factory):
     return d
 
 
-def test_two_stages_extract_and_score_above_untuned(tree, tmp_path):
+def test_two_stages_through_finetune_sh_extract_and_score_above_untuned(tree, tmp_path):
+    """examples/finetune.sh: stage 1 on the static sources, stage 2 on Aff-Wild2 with --val, then
+    features and logits of the annotation's length; the tuned backbone beats an untuned one."""
     d = tree
-    stage1 = tmp_path / "static"
-    proc = abaw("finetune", "--model", d["beit"], "-o", f"{stage1}/", "--images", d["images"], "--rafdb", d["raf"],
-                "--ferplus", d["fer"], "--affectnet", d["aff"], "--epochs", "2", "--lr", "2e-3", *FAST)
-    err = proc.stderr.decode()
-    assert "left out: test split 8" in err and "tied vote 1, majority contempt 1" in err
+    static = f"--images {d['images']} --rafdb {d['raf']} --ferplus {d['fer']} --affectnet {d['aff']}"
+    proc = subprocess.run(["bash", os.path.join(EXAMPLES, "finetune.sh"), d["beit"], static, d["cropped"], d["train"],
+                           d["val"], tmp_path / "ft", "--", "--epochs", "6", "--lr", "2e-3", *FAST],
+                          capture_output=True, text=True, env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "left out: test split 8" in proc.stderr and "tied vote 1, majority contempt 1" in proc.stderr
+    assert "head rebuilt: 7 classes -> 8" in proc.stderr
+    stage1 = tmp_path / "ft" / "static"
     record = json.load(open(stage1 / "finetune.json"))
     assert record["classes"] == list(CLASSES[:7]) and len(record["sources"]) == 4
     assert visual.read_head(str(stage1))[2] == list(CLASSES[:7])
-
-    def stage2(out, lr, epochs):
-        return abaw("finetune", "--model", stage1, "-o", out, "--affwild2", d["cropped"], d["train"],
-                    "--val", d["cropped"], d["val"], "--epochs", epochs, "--lr", lr, *FAST)
-
-    tuned = stage2(tmp_path / "aw2", "2e-3", "6")
-    assert "head rebuilt: 7 classes -> 8" in tuned.stderr.decode()
-    stage2(tmp_path / "untuned", "1e-12", "1")  # the same pipeline, weights left as they were
-    vids = sorted(f[:-4] for f in os.listdir(d["val"]))
-    frames_dirs = [os.path.join(d["cropped"], v) for v in vids]
-    scores = {}
-    for name in ("aw2", "untuned"):
-        out = tmp_path / f"logits-{name}"
-        abaw("extract-visual", *frames_dirs, "--no-detect", "--model", tmp_path / name, "--logits",
-             "--like-dir", d["val"], "-o", f"{out}/")
-        for v in vids:
-            logits = np.load(out / f"{v}.npy")
-            assert logits.shape == (len(formats.read_labels(os.path.join(d["val"], v + ".txt"))), 8)
-            assert np.isfinite(logits).all()
-        res = json.loads(abaw("score", "--pred-dir", out, "--label-dir", d["val"]).stdout)
-        scores[name] = res["macro_f1"]
-    best = json.load(open(tmp_path / "aw2" / "finetune.json"))["training"]["best"]
+    for split in (d["train"], d["val"]):
+        for f in os.listdir(split):
+            T = len(formats.read_labels(os.path.join(split, f)))
+            assert np.load(tmp_path / "ft" / "visual" / f.replace(".txt", ".npy")).shape == (T, 32)
+            if split == d["val"]:
+                logits = np.load(tmp_path / "ft" / "vlogits" / f.replace(".txt", ".npy"))
+                assert logits.shape == (T, 8) and np.isfinite(logits).all()
+    tuned = json.loads(abaw("score", "--pred-dir", tmp_path / "ft" / "vlogits", "--label-dir", d["val"]).stdout)
+    best = json.load(open(tmp_path / "ft" / "affwild2" / "finetune.json"))["training"]["best"]
     # the validation inside finetune is exactly extract-visual --logits | score
-    assert scores["aw2"] == pytest.approx(best["val_macro_f1"], abs=1e-9)
-    print("val macro F1: tuned", scores["aw2"], "untuned", scores["untuned"])
-    assert scores["aw2"] > scores["untuned"] + 0.1
-    # the folder is also a feature extractor: the pooled feature, D = hidden size
-    feats = abaw("extract-visual", frames_dirs[0], "--no-detect", "--model", tmp_path / "aw2").stdout
-    arr = np.load(__import__("io").BytesIO(feats))
-    assert arr.shape[1] == 32
+    assert tuned["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-9)
+    # the same pipeline with the weights left as they were
+    abaw("finetune", "--model", stage1, "-o", tmp_path / "untuned", "--affwild2", d["cropped"], d["train"],
+         "--epochs", "1", "--lr", "1e-12", *FAST)
+    vids = sorted(f[:-4] for f in os.listdir(d["val"]))
+    abaw("extract-visual", *[os.path.join(d["cropped"], v) for v in vids], "--no-detect", "--model",
+         tmp_path / "untuned", "--logits", "--like-dir", d["val"], "-o", f"{tmp_path / 'u'}/")
+    untuned = json.loads(abaw("score", "--pred-dir", tmp_path / "u", "--label-dir", d["val"]).stdout)
+    print("val macro F1: tuned", tuned["macro_f1"], "untuned", untuned["macro_f1"])
+    assert tuned["macro_f1"] > untuned["macro_f1"] + 0.1
 
 
-def test_resume_after_stop_gives_identical_weights(tree, tmp_path):
+def test_resume_after_stop_gives_identical_weights(tree, tmp_path, run):
     d = tree
-    common = ["--model", d["beit"], "--images", d["images"], "--epochs", "2", "--lr", "1e-3", "--crop-scale", "0.6",
-              "--jitter", "0.3", "--grayscale", "0.2", *FAST]
-    abaw("finetune", *common, "-o", tmp_path / "straight")
-    proc = abaw("finetune", *common, "-o", tmp_path / "resumed", "--stop-after-steps", "7", check=False)
-    assert proc.returncode == 75 and not (tmp_path / "resumed").exists()
-    abaw("finetune", *common, "-o", tmp_path / "resumed")
+    common = ["finetune", "--model", d["beit"], "--images", d["images"], "--epochs", "2", "--lr", "1e-3",
+              "--crop-scale", "0.6", "--jitter", "0.3", "--grayscale", "0.2", *FAST]
+    assert run([*common, "-o", tmp_path / "straight"]).exit_code == 0
+    result = run([*common, "-o", tmp_path / "resumed", "--stop-after-steps", "7"])
+    assert result.exit_code == 75 and not (tmp_path / "resumed").exists()
+    result = run([*common, "-o", tmp_path / "resumed"])
+    assert result.exit_code == 0 and "resumed from" in result.stderr
     from safetensors.numpy import load_file
 
     for f in ("model.safetensors", "head.safetensors"):
@@ -209,58 +210,40 @@ def test_seven_class_head_never_predicts_other():
 
 
 # ------------------------------------------------------------------------ bad input
-def test_recipes_finetune_sh_and_backbones_sh(tree, tmp_path):
-    """examples/finetune.sh (stage 1, stage 2, extraction, score) and examples/backbones.sh (Table 1)."""
+def test_backbones_sh_prints_table_1(tree, tmp_path):
     d = tree
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    examples = os.path.join(os.path.dirname(__file__), "..", "examples")
-    flags = ["--", "--epochs", "1", "--batch-size", "16", "--accumulate", "1", "--workers", "0"]
-    proc = subprocess.run(["bash", os.path.join(examples, "finetune.sh"), d["beit"], f"--images {d['images']}",
-                           d["cropped"], d["train"], d["val"], tmp_path / "ft", *flags],
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "macro F1" in proc.stdout
-    for split in (d["train"], d["val"]):
-        for f in os.listdir(split):
-            vid = f[:-4]
-            T = len(formats.read_labels(os.path.join(split, f)))
-            assert np.load(tmp_path / "ft" / "visual" / f"{vid}.npy").shape == (T, 32)
-    assert json.load(open(tmp_path / "ft" / "affwild2" / "finetune.json"))["base_model"] == str(tmp_path / "ft/static")
-    proc = subprocess.run(["bash", os.path.join(examples, "backbones.sh"), d["cropped"], d["train"], d["val"],
-                           tmp_path / "t1", d["beit"], *flags], capture_output=True, text=True, env=env)
+    proc = subprocess.run(["bash", os.path.join(EXAMPLES, "backbones.sh"), d["cropped"], d["train"], d["val"],
+                           tmp_path / "t1", d["beit"], "--", "--epochs", "1", *FAST], capture_output=True, text=True,
+                          env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["Visual", "Backbone", "Accuracy", "F1-Score"] and len(lines) == 2
-    for line, name in zip(lines[1:], ("beit",)):
-        acc, f1 = map(float, line.split()[1:])
-        res = json.load(open(tmp_path / "t1" / f"{name}.json"))
-        assert line.split()[0] == name and (acc, f1) == (round(res["accuracy"], 4), round(res["macro_f1"], 4))
+    acc, f1 = map(float, lines[1].split()[1:])
+    res = json.load(open(tmp_path / "t1" / "beit.json"))
+    assert lines[1].split()[0] == "beit" and (acc, f1) == (round(res["accuracy"], 4), round(res["macro_f1"], 4))
 
 
-def test_bad_input_is_one_line(tree, tmp_path):
+def test_bad_input_is_one_line(tree, tmp_path, run):
     import cv2
 
     d = tree
     bad = tmp_path / "bad"
     (bad / "bored").mkdir(parents=True)
-    err = _abaw_stderr_line(abaw("finetune", "--model", d["beit"], "-o", tmp_path / "o", "--images", bad, check=False))
+    err = _error_line(run(["finetune", "--model", d["beit"], "-o", tmp_path / "o", "--images", bad]))
     assert "'bored' maps to no ABAW class" in err
     empty = tmp_path / "empty"
     (empty / "happy").mkdir(parents=True)
-    err = _abaw_stderr_line(abaw("finetune", "--model", d["beit"], "-o", tmp_path / "o", "--images", empty,
-                                 check=False))
+    err = _error_line(run(["finetune", "--model", d["beit"], "-o", tmp_path / "o", "--images", empty]))
     assert "no usable labelled image" in err
     corrupt = tmp_path / "corrupt"
     (corrupt / "sad").mkdir(parents=True)
     for i in range(4):
         (corrupt / "sad" / f"{i}.jpg").write_bytes(b"not a jpeg")
-    err = _abaw_stderr_line(abaw("finetune", "--model", d["beit"], "-o", tmp_path / "o", "--images", corrupt,
-                                 check=False))
+    err = _error_line(run(["finetune", "--model", d["beit"], "-o", tmp_path / "o", "--images", corrupt]))
     assert "none of 4 sampled images could be read" in err and str(corrupt) in err
     nocfg = tmp_path / "nocfg"
     nocfg.mkdir()
-    err = _abaw_stderr_line(abaw("finetune", "--model", nocfg, "-o", tmp_path / "o", "--images", d["images"],
-                                 check=False))
+    err = _error_line(run(["finetune", "--model", nocfg, "-o", tmp_path / "o", "--images", d["images"]]))
     assert "no config.json" in err
     assert not (tmp_path / "o").exists()
     # some corrupt images among good ones: skipped and counted
@@ -271,5 +254,6 @@ def test_bad_input_is_one_line(tree, tmp_path):
             cv2.imwrite(str(mixed / cls / f"{i}.jpg"), imagedata.face_image(4 if cls == "happy" else 5,
                                                                              np.random.default_rng(i)))
     (mixed / "sad" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    abaw("finetune", "--model", d["beit"], "-o", tmp_path / "m", "--images", mixed, "--epochs", "1", *FAST)
+    result = run(["finetune", "--model", d["beit"], "-o", tmp_path / "m", "--images", mixed, "--epochs", "1", *FAST])
+    assert result.exit_code == 0, result.stderr
     assert json.load(open(tmp_path / "m" / "finetune.json"))["training"]["unreadable_images_skipped"] == 1
