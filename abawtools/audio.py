@@ -173,6 +173,10 @@ def chunked_features(wav, model_fn, chunk_seconds=30.0, context_seconds=2.0, pro
 def extract(path, model=None, chunk_seconds=30.0, context_seconds=2.0, progress=None):
     """(Ta, D) float32 at 50 rows/s for one file: log-mel by default, else a SpeechModel."""
     wav = load_audio(path)
+    if not np.isfinite(wav).all():
+        raise AbawError(f"{path}: the audio has NaN or Inf samples")
+    if num_rows(len(wav)) == 0:
+        raise AbawError(f"{path}: {len(wav)} samples at 16 kHz, shorter than one 25 ms feature frame ({WIN})")
     if model is None:
         feats = log_mel(wav)
         if progress:

@@ -60,9 +60,15 @@ def atomic_output(path, mode="wb"):
         stream.flush()
         return
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise AbawError(f"{path}: output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)  # one rule in every command: the output's folder is made
+    except OSError as exc:
+        raise AbawError(f"{path}: cannot create the folder {folder} ({exc.strerror})") from None
+    # `.NAME.PID.part`, NAME cut to 100 bytes so a legal 255-byte file name still has a legal
+    # temporary name; a part left by a killed run (its process gone) is removed, not piled up
+    stem = "." + os.fsencode(os.path.basename(path))[:100].decode(errors="ignore")
+    _remove_stale_parts(folder, stem)
+    fd, tmp = tempfile.mkstemp(prefix=f"{stem}.{os.getpid()}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -74,6 +80,27 @@ def atomic_output(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _remove_stale_parts(folder, stem):
+    import re
+
+    pattern = re.compile(re.escape(stem) + r"\.(\d+)\.[^.]*\.part$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = pattern.match(name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+        except (PermissionError, OverflowError, ValueError):
+            pass
 
 
 def write_npy(path, array):
@@ -130,6 +157,16 @@ def npy_header(path):
     return tuple(shape), dtype, offset
 
 
+def feature_rows(path):
+    """Rows of a per-frame feature file, checked to be (T, D) floats: one line naming it otherwise."""
+    shape, dtype, _ = npy_header(path)
+    if len(shape) != 2:
+        raise AbawError(f"{path}: expected features (T, D), got shape {shape}")
+    if not np.issubdtype(dtype, np.floating):
+        raise AbawError(f"{path}: features must be float16/float32, got {dtype}")
+    return shape[0]
+
+
 def npy_rows(path):
     """The number of rows of an NPY file, from its header."""
     shape = npy_header(path)[0]
@@ -164,12 +201,14 @@ def parse_labels(text, name="labels"):
     body = [line.strip() for line in lines[1:]]
     try:
         labels = np.array(body, dtype=np.str_).astype(np.int64) if body else np.zeros(0, np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         for i, value in enumerate(body):
             try:
-                int(value)
+                number = int(value)
             except ValueError:
                 raise AbawError(f"{name}:{i + 2}: expected an integer label, got '{value[:40]}'") from None
+            if not -1 <= number < NUM_CLASSES:
+                raise AbawError(f"{name}:{i + 2}: label {value[:40]} outside [-1, {NUM_CLASSES - 1}]") from None
         raise
     bad = np.flatnonzero((labels < -1) | (labels >= NUM_CLASSES))
     if bad.size:
@@ -214,6 +253,8 @@ def _parse_image_location(location, name, lineno):
     m = _FRAME_RE.match(location.strip())
     if not m:
         raise AbawError(f"{name}:{lineno}: expected 'VIDEO/00001.jpg', got '{location[:60]}'")
+    if int(m.group("frame")) < 1:
+        raise AbawError(f"{name}:{lineno}: frame numbers start at 00001, got '{location[:60]}'")
     return m.group("video"), int(m.group("frame"))
 
 
@@ -262,11 +303,16 @@ def template_frames(path):
 def read_submission(path):
     """{video: labels} with labels[t] = the label of frame t+1; frames not listed are -1."""
     name = "stdin" if path == "-" else path
-    frames = {}
+    frames, where = {}, {}
     for lineno, vid, frame, label in _submission_rows(path):
         if label is None:
             raise AbawError(f"{name}:{lineno}: missing label")
-        frames.setdefault(vid, {})[frame] = label
+        seen = frames.setdefault(vid, {})
+        if frame in seen and seen[frame] != label:
+            raise AbawError(f"{name}:{lineno}: {vid}/{frame:05d}.jpg is labelled {label} here and {seen[frame]} "
+                            f"on line {where[vid, frame]}")
+        seen[frame] = label
+        where[vid, frame] = lineno
     out = {}
     for vid, by_frame in frames.items():
         labels = np.full(max(by_frame), -1, dtype=np.int64)

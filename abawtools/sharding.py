@@ -20,8 +20,19 @@ def shard_from_env(environ=None):
     env = os.environ if environ is None else environ
     if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
         return None
-    task = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-    return task, int(env["SLURM_ARRAY_TASK_COUNT"])
+    values = {}
+    for name, default in (("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_COUNT", None), ("SLURM_ARRAY_TASK_MIN", "0")):
+        text = env.get(name, default)
+        if not re.fullmatch(r"\s*\d+\s*", text or ""):
+            raise ValueError(f"{name}={text!r} is not a whole number")
+        values[name] = int(text)
+    task, count = values["SLURM_ARRAY_TASK_ID"] - values["SLURM_ARRAY_TASK_MIN"], values["SLURM_ARRAY_TASK_COUNT"]
+    if count < 1 or not 0 <= task < count:
+        # a sparse or offset array (--array=0,5 or a step): a task past the count would do nothing
+        raise ValueError(f"SLURM_ARRAY_TASK_ID={values['SLURM_ARRAY_TASK_ID']} (minus SLURM_ARRAY_TASK_MIN="
+                         f"{values['SLURM_ARRAY_TASK_MIN']}) is not below SLURM_ARRAY_TASK_COUNT={count}: use a "
+                         f"contiguous --array=0-{count - 1}, or pass --shard I/N")
+    return task, count
 
 
 def assign_shards(sizes, count):

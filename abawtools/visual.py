@@ -72,6 +72,7 @@ class VideoFile:
         cap = cv2.VideoCapture(path)
         ok = cap.isOpened()
         self.frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
+        self.announced = self.frames  # what the container says; `frames` becomes the decoded count
         self.fps = cap.get(cv2.CAP_PROP_FPS) if ok else 0.0
         cap.release()
         if not ok:

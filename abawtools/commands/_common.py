@@ -51,7 +51,10 @@ def per_video_output_option(f):
 
 def resolve_shard(text):
     if text is None:
-        return sharding.shard_from_env()
+        try:
+            return sharding.shard_from_env()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     try:
         return sharding.parse_shard(text)
     except ValueError as exc:
@@ -68,6 +71,8 @@ def plan_outputs(inputs, out, ext):
         inputs = ("-",)
     is_folder = out not in (None, "-") and (os.path.isdir(out) or out.endswith(os.sep))
     if len(inputs) == 1 and not is_folder:
+        if out not in (None, "-"):
+            check_output_dir(out)  # before the work, not after it
         return [(inputs[0], out or "-")]
     if out in (None, "-"):
         raise click.UsageError("several inputs need -o FOLDER (one output per video)")

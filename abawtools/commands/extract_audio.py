@@ -33,6 +33,8 @@ def cli(inputs, output, model, chunk_seconds, context_seconds, device, dtype, sh
     """
     from abawtools import audio, formats
 
+    if "-" in inputs:
+        raise click.UsageError("reads files only (media cannot be decoded from a pipe here): give the path")
     plan = _common.plan_outputs(inputs, output, ".npy")
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _size(item[0]))
     if not plan:

@@ -50,6 +50,8 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
     from abawtools import formats, visual
 
     lengths = _common.Lengths(frames, like, like_dir, like_template, len(inputs))
+    if "-" in inputs:
+        raise click.UsageError("reads files only (media cannot be decoded from a pipe here): give the path")
     plan = _common.plan_outputs(inputs, output, ".npy")
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
@@ -68,6 +70,10 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
         bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
         feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers)
         bar.close()
+        announced = getattr(source, "announced", source.frames)
+        if source.frames < announced:
+            _common.log(f"warning: {formats.video_id(path)}: decoded {source.frames} frames, the container announces "
+                        f"{announced} (a damaged file?); the missing frames are NaN rows only if T is given")
         missing = int((~np.isfinite(feats).all(axis=1)).sum())
         note = f", {source.unreadable} unreadable file(s)" if source.unreadable else ""
         _common.log(f"{formats.video_id(path)}: {len(feats)} frames, {missing} without a face{note}")

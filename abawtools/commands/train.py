@@ -104,6 +104,9 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
         raise click.BadParameter(f"--d-model {d_model} must be divisible by --heads {heads}", param_hint="--d-model")
     if threads:
         torch.set_num_threads(threads)
+    from abawtools.commands._common import check_output_dir
+
+    check_output_dir(output)  # before an epoch of work, not after it
     rows = windows.read_manifest(manifest)
     val_rows = windows.read_manifest(val) if val else None
     W = rows[0]["stop"] - rows[0]["start"]

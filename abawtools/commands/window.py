@@ -61,7 +61,7 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
         labels = formats.read_labels(os.path.join(label_dir, f))
         T = len(labels)
         for what, path in (("visual features", visual), ("aligned audio", audio)):
-            formats.check_length(vid, f"{what} {path}", formats.npy_rows(path), T)
+            formats.check_length(vid, f"{what} {path}", formats.feature_rows(path), T)
         starts = windows.window_starts(T, window, stride)
         fractions = windows.valid_fractions(labels, starts, window)
         keep = 1.0 - fractions <= max_invalid + 1e-12
