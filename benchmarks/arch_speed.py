@@ -18,6 +18,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from train_memory import matmul_gflops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from abawtools import data, inference  # noqa: E402
 from abawtools.model import ModelConfig, build_model  # noqa: E402
 
@@ -34,15 +36,6 @@ def flops_per_window(cfg, W=64):
     proj = W * (cfg.visual_dim + cfg.audio_dim) * d
     head = W * (2 * d * d + d * 8)
     return 2 * (proj + 2 * cfg.layers * enc + 2 * cross + 2 * gate + head)
-
-
-def matmul_rate(n=2048, reps=5):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
 def step(model, opt, batch, y):
@@ -69,7 +62,7 @@ def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     video = FakeVideo(args.frames, 1024, 1024, rng)
-    mm = matmul_rate()
+    mm = matmul_gflops() * 1e9  # this CPU's fp32 2048^2 matmul, FLOP/s
     print(f"{os.cpu_count()} CPUs; fp32 2048^2 matmul: {mm / 1e9:.0f} GFLOP/s")
     results = {}
     for name, extra in (("authors (default)", {}), ("abawtools 0.1", ModelConfig.LEGACY)):

@@ -20,16 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-
-def matmul_rate(n=2048, reps=5):
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+from train_memory import matmul_gflops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def main():
@@ -102,7 +93,7 @@ def main():
         return 2 * layers * (tokens * (4 * d * d + 2 * d * mlp) + 2 * tokens * tokens * d)
 
     fs = vit_flops(384, 12, 1536)
-    mm = matmul_rate()
+    mm = matmul_gflops() * 1e9  # this CPU's fp32 2048^2 matmul, FLOP/s
     print(f"train step, ViT-Small (22 M params) at 224, batch 16: {step_rate:.1f} images/s = "
           f"{step_rate * 3 * fs / 1e9:.0f} GFLOP/s, {100 * step_rate * 3 * fs / mm:.0f} % of a 2048^2 fp32 matmul "
           f"({mm / 1e9:.0f} GFLOP/s)")

@@ -43,6 +43,15 @@ def abaw(*args, stdin=None, check=True, env=None):
     return proc
 
 
+def tool_env():
+    """The environment for scripts that call `abaw`: this venv first on PATH, no SLURM variables."""
+    e = dict(os.environ)
+    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
+    for k in [k for k in e if k.startswith("SLURM_")]:
+        del e[k]
+    return e
+
+
 def write_label_file(path, labels):
     with open(path, "w") as fh:
         fh.write(",".join(CLASSES) + "\n")

@@ -6,24 +6,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from affwild2tree import LABELS, TEMPLATE, make_tree
-from conftest import abaw, make_feature_set
+from conftest import abaw, make_feature_set, tool_env
 
 from abawtools import formats
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def env():
-    e = dict(os.environ)
-    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
-    for k in [k for k in e if k.startswith("SLURM_")]:
-        del e[k]
-    return e
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +55,7 @@ def test_tree_has_the_real_layout(pristine):
 
 def test_readme_section_as_written(tree):
     script = readme_block("## Aff-Wild2 as it ships")
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tree, env=env(), capture_output=True,
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tree, env=tool_env(), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # every feature file has the annotation's (or the template's) length
@@ -86,7 +77,7 @@ def test_readme_section_as_written(tree):
     assert "warning" not in proc.stderr.lower()
     # the authors' final-submission recipe on the same features: three members, an ensemble
     final = subprocess.run(["bash", os.path.join(ROOT, "examples", "final.sh"), "train.csv", "val.csv", "visual",
-                            "audio", TEMPLATE, "final", "--", "--epochs", "1"], cwd=tree, env=env(),
+                            "audio", TEMPLATE, "final", "--", "--epochs", "1"], cwd=tree, env=tool_env(),
                            capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]
     from abawtools.model import load_model
@@ -101,7 +92,7 @@ def test_readme_section_as_written(tree):
 def test_makefile_on_the_real_layout(tree):
     args = ["make", "-s", "-f", os.path.join(ROOT, "examples", "Makefile"), "-j2", f"TEMPLATE={TEMPLATE}",
             "TRAIN_FLAGS=--epochs 2 --d-model 32 --layers 1 --heads 4"]
-    proc = subprocess.run([*args, "all", "submission"], cwd=tree, env=env(), capture_output=True, text=True)
+    proc = subprocess.run([*args, "all", "submission"], cwd=tree, env=tool_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "macro F1" in proc.stdout and (tree / "work" / "score.json").exists()
     for vid, T in annotation_lengths(tree).items():
@@ -111,9 +102,9 @@ def test_makefile_on_the_real_layout(tree):
         len(open(tree / TEMPLATE).read().splitlines())
     assert not list((tree / "work").glob("*.part"))
     # up to date; a newer prediction redoes the score and nothing upstream
-    assert subprocess.run([*args, "-q", "work/score.json"], cwd=tree, env=env()).returncode == 0
+    assert subprocess.run([*args, "-q", "work/score.json"], cwd=tree, env=tool_env()).returncode == 0
     os.utime(tree / "work" / "pred" / "3-30-640x360.txt")
-    dry = subprocess.run([*args, "-n"], cwd=tree, env=env(), capture_output=True, text=True).stdout
+    dry = subprocess.run([*args, "-n"], cwd=tree, env=tool_env(), capture_output=True, text=True).stdout
     assert "abaw score" in dry and "abaw train" not in dry and "extract" not in dry
 
 

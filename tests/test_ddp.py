@@ -15,7 +15,8 @@ from abawtools.model import load_model
 def test_two_processes_match_one(tmp_path):
     make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
     d = tmp_path / "d"
-    abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels", "-o", tmp_path / "t.csv")
+    abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
+         "-o", tmp_path / "t.csv")
     # dropout off: the two runs then do the same arithmetic, split differently (175 windows / 16:
     # the last batch has 15 windows, one rank gets 7 and the other 8)
     common = [tmp_path / "t.csv", "--epochs", "3", "--d-model", "32", "--layers", "1", "--heads", "4",

@@ -9,16 +9,12 @@ import sys
 import imagedata
 import numpy as np
 import pytest
-from conftest import abaw
+from conftest import abaw, tool_env
 
 from abawtools import CLASSES, formats, imagesets, visual
 
 FAST = ["--batch-size", "16", "--accumulate", "1", "--workers", "0", "--head-lr-mult", "1"]
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
-
-
-def _env():
-    return dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
 
 
 def _error_line(result):
@@ -96,7 +92,7 @@ def test_two_stages_through_finetune_sh_extract_and_score_above_untuned(tree, tm
     static = f"--images {d['images']} --rafdb {d['raf']} --ferplus {d['fer']} --affectnet {d['aff']}"
     proc = subprocess.run(["bash", os.path.join(EXAMPLES, "finetune.sh"), d["beit"], static, d["cropped"], d["train"],
                            d["val"], tmp_path / "ft", "--", "--epochs", "6", "--lr", "2e-3", *FAST],
-                          capture_output=True, text=True, env=_env())
+                          capture_output=True, text=True, env=tool_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "left out: test split 8" in proc.stderr and "tied vote 1, majority contempt 1" in proc.stderr
     assert "head rebuilt: 7 classes -> 8" in proc.stderr
@@ -214,7 +210,7 @@ def test_backbones_sh_prints_table_1(tree, tmp_path):
     d = tree
     proc = subprocess.run(["bash", os.path.join(EXAMPLES, "backbones.sh"), d["cropped"], d["train"], d["val"],
                            tmp_path / "t1", d["beit"], "--", "--epochs", "1", *FAST], capture_output=True, text=True,
-                          env=_env())
+                          env=tool_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["Visual", "Backbone", "Accuracy", "F1-Score"] and len(lines) == 2

@@ -5,25 +5,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import FACE_PNG, make_feature_set
+from conftest import FACE_PNG, make_feature_set, tool_env
 
 from abawtools import demo
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 EXAMPLES = os.path.join(ROOT, "examples")
 TINY = "--epochs 3 --d-model 32 --layers 1 --heads 4 --lr 2e-3 --batch-size 16"
-
-
-def env():
-    e = dict(os.environ)
-    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
-    for k in [k for k in e if k.startswith("SLURM_")]:
-        del e[k]
-    return e
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +28,15 @@ def clips(tmp_path_factory):
 def test_makefile_builds_scores_and_rebuilds_only_what_changed(clips):
     args = ["make", "-s", "-f", os.path.join(EXAMPLES, "Makefile"), "-j2", "CROPPED=", "VIDEOS=videos/train videos/val",
             "TRAIN_LABELS=labels/train", "VAL_LABELS=labels/val", "OUT=work", f"TRAIN_FLAGS={TINY}"]
-    proc = subprocess.run(args, cwd=clips, env=env(), capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=clips, env=tool_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "macro F1" in proc.stdout
     assert (clips / "work" / "score.json").exists()
     assert sorted(os.listdir(clips / "work" / "visual")) == ["train00.npy", "train01.npy", "train02.npy", "val00.npy"]
     # up to date: nothing to do; a newer prediction redoes the score and nothing upstream
-    assert subprocess.run([*args, "-q", "work/score.json"], cwd=clips, env=env()).returncode == 0
+    assert subprocess.run([*args, "-q", "work/score.json"], cwd=clips, env=tool_env()).returncode == 0
     os.utime(clips / "work" / "pred" / "val00.txt")
-    dry = subprocess.run([*args, "-n"], cwd=clips, env=env(), capture_output=True, text=True).stdout
+    dry = subprocess.run([*args, "-n"], cwd=clips, env=tool_env(), capture_output=True, text=True).stdout
     assert "abaw score" in dry and "abaw train" not in dry and "extract" not in dry
 
 
@@ -54,7 +45,7 @@ def test_pipeline_sh_one_video_through_pipes(clips):
     if not model.exists():
         pytest.skip("needs the Makefile test's model")
     proc = subprocess.run(["bash", os.path.join(EXAMPLES, "pipeline.sh"), model, "videos/val/val00.mp4",
-                           "labels/val/val00.txt"], cwd=clips, env=env(), capture_output=True, text=True)
+                           "labels/val/val00.txt"], cwd=clips, env=tool_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"macro F1 \d\.\d{4}", proc.stdout)
 
@@ -70,7 +61,7 @@ def test_ablation_sh_prints_both_tables(tmp_path):
              "-o", tmp_path / f"{split}.csv")
     proc = subprocess.run(["bash", os.path.join(EXAMPLES, "ablation.sh"), "d.csv", "v.csv", "v", "v/labels", "abl",
                            "--", "--epochs", "1", "--batch-size", "32"],
-                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, env=tool_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     t2 = lines.index("Table 2. Baseline with different modality fusion weights (lambda).")

@@ -73,22 +73,13 @@ def test_extract_array_each_video_exactly_once(cluster, tmp_path):
     assert len({n for v in done.values() for n in v}) == 4  # all four tasks had work
 
 
-@pytest.mark.parametrize("nproc", ["1", "2"])
-def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
-    from conftest import make_feature_set
-
-    make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
-    d = tmp_path / "d"
-    abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels", "-o", tmp_path / "t.csv")
-    env = dict(cluster, NPROC=nproc, OMP_NUM_THREADS="1")  # NPROC=2: torchrun + DDP (gloo)
-    job = sbatch(env, tmp_path, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
-                 "--epochs", "6", "--d-model", "32", "--layers", "1", "--heads", "4", "--batch-size", "16")
-    ckpt = tmp_path / "m.safetensors.ckpt" / "checkpoint.pt"
+def _preempt_requeue_and_wait(cluster, job, ckpt, done):
+    """Once `ckpt` exists: USR1 to the batch script (what --signal=B:USR1@120 does before the time
+    limit), wait for the requeued job to pend, start it, and wait for `done`."""
     deadline = time.time() + 180
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.5)
     assert ckpt.exists(), "no checkpoint: the job did not start"
-    # what --signal=B:USR1@120 does before the time limit: USR1 to the batch script
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True)
     deadline = time.time() + 120
     while time.time() < deadline:  # the job goes back to the queue ...
@@ -101,8 +92,22 @@ def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
     time.sleep(2.5)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, check=True)
     deadline = time.time() + 300
-    while not (tmp_path / "m.safetensors").exists() and time.time() < deadline:
+    while not done.exists() and time.time() < deadline:
         time.sleep(1)
+
+
+@pytest.mark.parametrize("nproc", ["1", "2"])
+def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
+    from conftest import make_feature_set
+
+    make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
+    d = tmp_path / "d"
+    abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
+         "-o", tmp_path / "t.csv")
+    env = dict(cluster, NPROC=nproc, OMP_NUM_THREADS="1")  # NPROC=2: torchrun + DDP (gloo)
+    job = sbatch(env, tmp_path, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
+                 "--epochs", "6", "--d-model", "32", "--layers", "1", "--heads", "4", "--batch-size", "16")
+    _preempt_requeue_and_wait(cluster, job, tmp_path / "m.safetensors.ckpt" / "checkpoint.pt", tmp_path / "m.safetensors")
     log = (tmp_path / f"abaw-train-{job}.log").read_text()
     assert (tmp_path / "m.safetensors").exists(), log
     assert "requeueing job" in log and "resumed from" in log and "SIGUSR1" in log
@@ -117,23 +122,7 @@ def test_finetune_requeues_after_usr1_and_resumes(cluster, tmp_path):
     job = sbatch(dict(cluster, OMP_NUM_THREADS="1"), tmp_path, os.path.join(SLURM, "finetune.sbatch"), "ft",
                  "--model", "tiny", "--images", "faces", "--epochs", "12", "--batch-size", "8", "--accumulate", "1",
                  "--workers", "0", "--checkpoint-every", "5")
-    ckpt = tmp_path / "ft.ckpt" / "checkpoint.pt"
-    deadline = time.time() + 180
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.5)
-    assert ckpt.exists(), "no checkpoint: the job did not start"
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=cluster, capture_output=True, text=True)
-        if state.stdout.strip() == "PENDING":
-            break
-        time.sleep(0.5)
-    time.sleep(2.5)
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster, check=True)
-    deadline = time.time() + 300
-    while not (tmp_path / "ft" / "head.safetensors").exists() and time.time() < deadline:
-        time.sleep(1)
+    _preempt_requeue_and_wait(cluster, job, tmp_path / "ft.ckpt" / "checkpoint.pt", tmp_path / "ft" / "head.safetensors")
     log = (tmp_path / f"abaw-finetune-{job}.log").read_text()
     assert (tmp_path / "ft" / "head.safetensors").exists(), log
     assert "requeueing job" in log and "resumed from" in log and "SIGUSR1" in log
