@@ -25,6 +25,31 @@ class Finite(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+def run_options(patience, checkpoint_every):
+    """The options of a training run that the engine handles, the same in `train` and `finetune`."""
+
+    def decorate(f):
+        for option in reversed([
+            click.option("--patience", default=patience, show_default=True, type=click.IntRange(min=0),
+                         help="Stop after this many epochs without a better val macro F1 (0: never; needs --val)."),
+            click.option("--checkpoint-every", default=checkpoint_every, show_default=True,
+                         type=click.IntRange(min=0), help="Also write a checkpoint every N steps (0: every epoch only)."),
+            click.option("--seed", default=0, show_default=True, type=int, help="The same seed, the same run (CPU)."),
+            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+            click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+                         help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on any device; fp32: none."),
+            click.option("--no-bf16", is_flag=True, hidden=True),  # before 0.2: --dtype fp32
+            click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+                         help="Checkpoint folder: continue from it if it holds a checkpoint (default: OUTPUT.ckpt)."),
+            click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads."),
+            click.option("--stop-after-steps", type=int, default=None, hidden=True),
+        ]):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def shard_option(f):
     return click.option(
         "--shard",

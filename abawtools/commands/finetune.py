@@ -58,21 +58,9 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--grayscale", default=0.0, show_default=True, type=_common.Finite(0, 1),
               help="Probability of a grey image (the authors' stage 1 used 0.3).")
 @click.option("--image-size", default=0, type=click.IntRange(min=0), help="Input side (default: the model's).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on any device; fp32: none.")
-@click.option("--no-bf16", is_flag=True, hidden=True)
-@click.option("--patience", default=10, show_default=True, type=click.IntRange(min=0),
-              help="Early stop after this many epochs without a better val macro F1 (0: never; needs --val).")
-@click.option("--checkpoint-every", default=500, show_default=True, type=click.IntRange(min=0),
-              help="Also write a checkpoint every N steps (0: after every epoch only).")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0),
               help="DataLoader processes that decode and resize images.")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
-              help="Checkpoint folder (default: OUT.ckpt).")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
-@click.option("--stop-after-steps", type=int, default=None, hidden=True)
+@_common.run_options(patience=10, checkpoint_every=500)
 def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, affwild2, every, val, epochs,
         batch_size, accumulate, lr, head_lr_mult, layer_decay, weight_decay, head_weight_decay, warmup, loss_name,
         gamma, label_smoothing, class_weights, beta, balanced_sampling, no_flip, crop_scale, jitter, grayscale,

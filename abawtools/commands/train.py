@@ -48,22 +48,10 @@ from abawtools.commands import _common
               help="AdamW weight decay (authors' train.py).")
 @click.option("--warmup", default=0.1, show_default=True, type=_common.Finite(0, 1),
               help="Share of steps for linear warmup before the cosine decay (authors' train.py).")
-@click.option("--patience", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Stop after this many epochs without a better val macro F1 (0: run every epoch).")
-@click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Also write a checkpoint every N steps (0: after every epoch only).")
-@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("-k", "--kernel", "smooth_k", default=11, show_default=True, type=int,
               help="Validation: the median kernel of `abaw smooth -k` (§3.6).")
 @click.option("--smooth-k", "smooth_k_old", type=int, default=None, hidden=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
-              help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on any device; fp32: none.")
-@click.option("--no-bf16", is_flag=True, hidden=True)
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
-              help="Checkpoint folder: continue from it if it holds a checkpoint (default: MODEL.safetensors.ckpt).")
-@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
-@click.option("--stop-after-steps", type=int, default=None, hidden=True)
+@_common.run_options(patience=0, checkpoint_every=0)
 def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, cross_ffn, gate,
         zero_faceless, activation, fusion_lambda,
         audio_context, gamma, beta, no_class_weights, epochs, batch_size, accumulate, lr, weight_decay, warmup,
