@@ -89,11 +89,6 @@ def _frames_hint(path):
     if os.path.isdir(path):
         return len(os.listdir(path))
     try:
-        import cv2
-
-        cap = cv2.VideoCapture(path)
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
-        return max(n, 1)
+        return max(_common.video_frames(path), 1)
     except Exception:
         return 1
