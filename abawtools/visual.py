@@ -219,8 +219,15 @@ def pooled_features(model, pixel_values):
 
 
 # ------------------------------------------------------------------------------- faces
+SUBJECTS = ("largest", "left", "right", "centre")
+
+
 class FaceCropper:
-    """Largest frontal face (Haar cascade), squared and widened by `margin`, resized by `spec`."""
+    """Frontal faces (Haar cascade); the chosen one squared, widened by `margin`, resized by `spec`.
+
+    Detection (`find_all`) is stateless and runs on worker threads; choosing whose face it is
+    (`FaceTrack`) runs in frame order; cutting (`region`) is stateless again.
+    """
 
     def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320):
         import cv2
@@ -247,8 +254,8 @@ class FaceCropper:
                 raise AbawError(f"cannot load the face cascade {self.cascade_path}")
         return cascade
 
-    def find(self, image):
-        """(x, y, w, h) of the largest face in full-resolution pixels, or None."""
+    def find_all(self, image):
+        """Every face as (x, y, w, h) in full-resolution pixels, in the cascade's order."""
         import cv2
 
         h, w = image.shape[:2]
@@ -259,32 +266,94 @@ class FaceCropper:
         # no histogram equalisation: on frames with a large smooth background it stretches the
         # face's contrast away and the cascade misses it (measured: 43 % vs 100 % found)
         faces = self._cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-        if len(faces) == 0:
-            return None
-        x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
-        return tuple(int(round(v / scale)) for v in (x, y, fw, fh))
+        return [tuple(int(round(v / scale)) for v in f) for f in faces]
 
-    def __call__(self, image):
-        """RGB uint8 crop (size, size, 3), or None if there is no face."""
+    def find(self, image):
+        """(x, y, w, h) of the largest face, or None."""
+        faces = self.find_all(image)
+        return max(faces, key=lambda f: f[2] * f[3]) if faces else None
+
+    def region(self, image, box):
+        """The BGR square around `box` (None: the whole image, e.g. a ready crop)."""
         import cv2
 
+        if box is None:
+            return image
+        x, y, w, h = box
+        cx, cy, side = x + w / 2, y + h / 2, max(w, h) * (1 + self.margin)
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+        H, Wd = image.shape[:2]
+        pad = max(0, -x0, -y0, x1 - Wd, y1 - H)
+        if pad:  # a face at the border: pad with black rather than shift or shrink the crop
+            image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+            x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+        return image[y0:y1, x0:x1]
+
+    def __call__(self, image):
+        """RGB uint8 crop (size, size, 3) of the largest face, or None if there is no face."""
         if image is None:
             return None
-        if self.detect:
-            box = self.find(image)
-            if box is None:
-                return None
-            x, y, w, h = box
-            cx, cy, side = x + w / 2, y + h / 2, max(w, h) * (1 + self.margin)
-            x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-            x1, y1 = x0 + int(round(side)), y0 + int(round(side))
-            H, Wd = image.shape[:2]
-            pad = max(0, -x0, -y0, x1 - Wd, y1 - H)
-            if pad:  # a face at the border: pad with black rather than shift or shrink the crop
-                image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-                x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
-            image = image[y0:y1, x0:x1]
-        return resize_face(image, self.spec)
+        box = self.find(image) if self.detect else None
+        if self.detect and box is None:
+            return None
+        return resize_face(self.region(image, box), self.spec)
+
+
+class FaceTrack:
+    """Whose face, frame after frame: the first face is chosen by `subject` (largest, left, right,
+    centre); after that, the face that continues the tracked box (centre within half a face width,
+    size within a factor 1.5) is taken, whatever else is in the frame, so a passer-by or a false
+    detection never takes over. A frame where the tracked face is not found is a frame without a
+    face. When the tracked face left a frame with nobody else in it, the next face to appear is
+    chosen by `subject` again (the subject coming back); when others were in view, only after
+    `patience` frames without the tracked face.
+    """
+
+    def __init__(self, subject="largest", patience=25):
+        if subject not in SUBJECTS:
+            raise ValueError(f"unknown subject {subject!r} ({', '.join(SUBJECTS)})")
+        self.subject, self.patience = subject, patience
+        self.box, self.lost, self.crowded = None, 0, False
+
+    def choose(self, faces, width):
+        if not faces:
+            return None
+        key = {"largest": lambda f: -f[2] * f[3], "left": lambda f: f[0] + f[2] / 2,
+               "right": lambda f: -(f[0] + f[2] / 2), "centre": lambda f: abs(f[0] + f[2] / 2 - width / 2)}
+        return min(faces, key=key[self.subject])
+
+    def __call__(self, faces, width):
+        """The tracked face's box among `faces` (one frame's detections), or None."""
+        if self.box is not None:
+            x, y, w, h = self.box
+            near = [f for f in faces
+                    if abs(f[0] + f[2] / 2 - x - w / 2) < 0.5 * w and abs(f[1] + f[3] / 2 - y - h / 2) < 0.5 * h
+                    and 1 / 1.5 < f[2] / w < 1.5]
+            if near:
+                self.box = min(near, key=lambda f: abs(f[0] - x) + abs(f[1] - y) + abs(f[2] - w))
+                self.lost, self.crowded = 0, False
+                return self.box
+            if not faces or self.lost == 0 or self.crowded:
+                self.crowded = self.crowded or bool(faces)
+                self.lost += 1
+                if self.lost <= self.patience:
+                    return None
+        self.box = self.choose(faces, width)
+        self.lost, self.crowded = 0, False
+        return self.box
+
+
+def encode_crop(region, size=112):
+    """The crop as cropped_aligned ships it: size x size, JPEG (quality 95). Returns the bytes."""
+    import cv2
+
+    small = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if region.shape[0] > size
+                       else cv2.INTER_LINEAR)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise AbawError("cannot encode a face crop as JPEG")
+    return data.tobytes()
 
 
 # --------------------------------------------------------------------------- extractors
@@ -426,22 +495,67 @@ def load_extractor(name, device="cpu", dtype=None, logits=False):
 
 
 # ------------------------------------------------------------------------------ pipeline
-def extract(source, extractor, cropper, batch_size=64, frames=None, progress=None, queue_batches=4, workers=None):
+def write_bytes_atomically(path, data):
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.part"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def extract(source, extractor, cropper, batch_size=64, frames=None, progress=None, queue_batches=4, workers=None,
+            subject="largest", crops_dir=None):
     """Features (T, D) float32 for every frame of `source`; NaN rows where there is no face.
 
     A background thread reads the source and hands each batch of frames to `workers` threads that
-    decode (JPEG folders), detect and crop in parallel (OpenCV releases the GIL), `queue_batches`
-    batches ahead of the extractor, so a GPU is fed while the CPUs decode. T is the source's frame
-    count, or `frames` (padded with NaN / cut) to match an annotation file.
+    decode (JPEG folders) and detect in parallel (OpenCV releases the GIL); the tracked subject's
+    face is chosen in frame order (FaceTrack), then cut and resized in parallel again,
+    `queue_batches` batches ahead of the extractor, so a GPU is fed while the CPUs decode. T is the
+    source's frame count, or `frames` (padded with NaN / cut) to match an annotation file.
+
+    `crops_dir`: each face crop is also written as crops_dir/%05d.jpg (frame t -> t + 1), 112x112,
+    the cropped_aligned layout, and the model is given exactly that file's pixels, so reading the
+    folder back with --no-detect gives the same features.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     workers = workers or min(8, os.cpu_count() or 1)
     q = queue.Queue(maxsize=queue_batches)
     error = []
+    track = FaceTrack(subject)
+    if crops_dir:
+        os.makedirs(crops_dir, exist_ok=True)
 
-    def prepare(item):
-        return cropper(source.load(item))
+    def detect(item):
+        image = source.load(item)
+        if image is None or not cropper.detect:
+            return image, None
+        return image, cropper.find_all(image)
+
+    def cut(job):
+        t, image, box = job
+        region = cropper.region(image, box)
+        if crops_dir:
+            import cv2
+
+            data = encode_crop(region)
+            write_bytes_atomically(os.path.join(crops_dir, f"{t + 1:05d}.jpg"), data)
+            region = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return resize_face(region, cropper.spec)
+
+    def prepare_block(pool, block):
+        found = list(pool.map(detect, [item for _, item in block]))
+        jobs = []
+        for (t, _), (image, faces) in zip(block, found):
+            if image is None:
+                continue
+            if cropper.detect:
+                box = track(faces, image.shape[1])
+                if box is None:
+                    continue
+            else:
+                box = None
+            jobs.append((t, image, box))
+        return [t for t, _, _ in jobs], list(pool.map(cut, jobs))
 
     def produce():
         try:
@@ -451,10 +565,9 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
                     if entry is not None:
                         block.append(entry)
                     if len(block) == batch_size or (entry is None and block):
-                        crops = list(pool.map(prepare, [item for _, item in block]))
-                        keep = [(t, c) for (t, _), c in zip(block, crops) if c is not None]
-                        if keep:
-                            q.put(([t for t, _ in keep], [c for _, c in keep]))
+                        idx, crops = prepare_block(pool, block)
+                        if idx:
+                            q.put((idx, crops))
                         if progress:
                             progress(len(block))
                         block = []

@@ -12,6 +12,15 @@ from abawtools.commands import _common
               help="A Hugging Face vision model (local folder or hub id: BEiT, ViT, ResNet, ...), or the "
               "weight-free built-in HOG descriptor.")
 @click.option("--no-detect", is_flag=True, help="Inputs are already face crops (e.g. cropped_aligned): no detector.")
+@click.option("--subject", type=click.Choice(["largest", "left", "right", "centre"]), default=None,
+              help="Whose face, when several are in view: chosen by this in the first frame it applies to, "
+              "then tracked from frame to frame (a passer-by never takes over; a frame where the tracked "
+              "face is lost is a NaN row). Default: largest; an output ID ending in _left / _right "
+              "(Aff-Wild2's two-person videos) picks that side.")
+@click.option("--crops", "crops_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also write the face crops as DIR/ID/00001.jpg ... (112x112, frame numbers from 1, no file "
+              "where there is no face): the cropped_aligned layout that --no-detect and finetune --affwild2 "
+              "read, and what the model saw (the features are computed from exactly these files).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Threads that decode, detect and crop in parallel (default: CPUs, at most 8).")
@@ -29,7 +38,7 @@ from abawtools.commands import _common
 @_common.like_options
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
+def cli(inputs, output, model, no_detect, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
         like_template, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
@@ -43,8 +52,12 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
       abaw extract-visual cropped_aligned/* --no-detect --model ./beit-large-affwild2 \\
           --device cuda --dtype bf16 --save-dtype float16 -o visual/ --skip-existing
       abaw extract-visual cropped_aligned/* --no-detect --model beit-affwild2/ --logits -o vlogits/
+      abaw extract-visual videos/10-60-1280x720.mp4 -o visual/10-60-1280x720_left.npy --crops mycrops/
+      abaw extract-visual talk.mp4 --subject centre --crops my_cropped_aligned/ -o visual/talk.npy
       sbatch --array=0-15 examples/slurm/extract.sbatch      # one shard per array task
     """
+    import os
+
     import numpy as np
 
     from abawtools import formats, visual
@@ -63,12 +76,17 @@ def cli(inputs, output, model, no_detect, batch_size, workers, device, dtype, sa
         dev, precision = pick_device(device), torch_dtype(dtype)
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect)
+    if no_detect and subject:
+        raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
     for path, out in plan:
         # the output names the video when there is one (videos/ID.mp4 -o visual/ID_left.npy)
-        target = lengths(formats.video_id(out if out != "-" else path))
+        vid = formats.video_id(out if out != "-" else path)
+        target = lengths(vid)
+        side = subject or ("left" if vid.endswith("_left") else "right" if vid.endswith("_right") else "largest")
         source = visual.open_source(path)
         bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
-        feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers)
+        feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers,
+                               subject=side, crops_dir=os.path.join(crops_dir, vid) if crops_dir else None)
         bar.close()
         announced = getattr(source, "announced", source.frames)
         if source.frames < announced:

@@ -1,0 +1,103 @@
+"""Whose face: --subject on two-person frames, tracking that a passer-by never takes over, and
+--crops in the cropped_aligned layout, read back to the same features."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from conftest import FACE_PNG
+
+from abawtools import demo
+
+W, H = 480, 240
+
+
+def _face(size, gain):
+    return np.clip(demo.load_face(FACE_PNG, size=size).astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+DARK, BRIGHT = (_face(120, 0.6), _face(130, 1.35)) if os.path.exists(FACE_PNG) else (None, None)
+
+
+def _frame(left=True, right=True):
+    img = np.full((H, W, 3), 90, np.uint8)
+    if left:
+        img[60:180, 40:160] = DARK
+    if right:
+        img[40:170, 300:430] = BRIGHT
+    return img
+
+
+def _video(path, frames):
+    demo.write_media(str(path), iter(frames), (W, H))
+    return path
+
+
+def _crop_means(folder):
+    return {int(f[:5]): cv2.imread(os.path.join(folder, f)).mean() for f in sorted(os.listdir(folder))}
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    return _video(root / "pair.mp4", [_frame() for _ in range(12)])
+
+
+@pytest.mark.parametrize("args, out, side", [([], "pair.npy", "right"),  # largest
+                                             (["--subject", "left"], "pair.npy", "left"),
+                                             (["--subject", "right"], "pair.npy", "right"),
+                                             ([], "pair_left.npy", "left"),  # the ID picks the side
+                                             ([], "pair_right.npy", "right")])
+def test_subject_picks_the_face(run, two, tmp_path, args, out, side):
+    result = run(["extract-visual", two, *args, "--crops", tmp_path / "crops", "-o", tmp_path / out])
+    assert result.exit_code == 0, result.stderr
+    means = _crop_means(tmp_path / "crops" / out[:-4])
+    assert sorted(means) == list(range(1, 13))
+    assert all((m < 110) if side == "left" else (m > 140) for m in means.values()), means
+
+
+def test_a_passer_by_never_takes_over(run, tmp_path):
+    # 0-9: the subject alone; 10-21: a larger face walks in beside them; 22-29: the subject has
+    # gone, the other face stays; 30-35: nobody; 36-59: the other face alone again
+    frames = ([_frame(right=False)] * 10 + [_frame()] * 12 + [_frame(left=False)] * 8 + [_frame(False, False)] * 6
+              + [_frame(left=False)] * 24)
+    video = _video(tmp_path / "v.mp4", frames)
+    result = run(["extract-visual", video, "--crops", tmp_path / "crops", "-o", tmp_path / "v.npy"])
+    assert result.exit_code == 0, result.stderr
+    feats = np.load(tmp_path / "v.npy")
+    means = _crop_means(tmp_path / "crops" / "v")
+    assert all(means[t] < 110 for t in range(1, 23)), means  # always the subject, never the larger face
+    faceless = ~np.isfinite(feats).all(axis=1)
+    # lost while someone else was in view: NaN rows, not someone else, for 25 frames (22 .. 46)
+    assert faceless[22:47].all() and not faceless[:22].any()
+    assert not faceless[47:].any() and all(means[t] > 140 for t in range(48, 61))
+
+
+def test_the_subject_coming_back_into_an_empty_frame_is_taken_at_once(run, tmp_path):
+    moved = np.full((H, W, 3), 90, np.uint8)
+    moved[60:180, 320:440] = DARK  # the subject again, elsewhere
+    frames = [_frame(right=False)] * 8 + [_frame(False, False)] * 4 + [moved] * 6
+    video = _video(tmp_path / "b.mp4", frames)
+    assert run(["extract-visual", video, "-o", tmp_path / "b.npy"]).exit_code == 0
+    faceless = ~np.isfinite(np.load(tmp_path / "b.npy")).all(axis=1)
+    assert faceless.tolist() == [False] * 8 + [True] * 4 + [False] * 6
+
+
+def test_crops_layout_read_back_gives_the_same_features_with_any_workers(run, tmp_path):
+    frames = [_frame(right=False)] * 6 + [_frame(False, False)] * 3 + [_frame(right=False)] * 5
+    video = _video(tmp_path / "clip.mp4", frames)
+    outs = []
+    for workers in ("1", "3"):
+        crops = tmp_path / f"c{workers}"
+        out = tmp_path / f"w{workers}" / "clip.npy"  # the output names the crops' folder
+        result = run(["extract-visual", video, "--workers", workers, "--crops", crops, "-o", out])
+        assert result.exit_code == 0, result.stderr
+        outs.append(np.load(out))
+        names = sorted(os.listdir(crops / "clip"))
+        assert names == [f"{t:05d}.jpg" for t in [*range(1, 7), *range(10, 15)]]
+        assert cv2.imread(str(crops / "clip" / names[0])).shape == (112, 112, 3)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    result = run(["extract-visual", tmp_path / "c1" / "clip", "--no-detect", "--frames", "14", "-o", tmp_path / "b.npy"])
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), outs[0])
