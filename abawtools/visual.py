@@ -229,11 +229,19 @@ class FaceCropper:
     (`FaceTrack`) runs in frame order; cutting (`region`) is stateless again.
     """
 
-    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320):
+    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar"):
         import cv2
 
         self.spec = spec or ImageSpec(size=112)
         self.margin, self.detect, self.detect_width = margin, detect, detect_width
+        self.blazeface = None
+        if detect and detector == "blazeface":
+            from abawtools.blazeface import BlazeFace  # torch: only when asked for
+
+            self.blazeface = BlazeFace()
+            return
+        if detector not in ("haar", "blazeface"):
+            raise AbawError(f"unknown face detector {detector!r} (haar or blazeface)")
         # One CascadeClassifier per thread: `extract` detects on several worker threads, and a
         # classifier shared between them returns different faces from run to run (measured: 47,
         # 48 or 50 faceless frames of 105 on the same clip); each thread's own one is deterministic.
@@ -255,9 +263,11 @@ class FaceCropper:
         return cascade
 
     def find_all(self, image):
-        """Every face as (x, y, w, h) in full-resolution pixels, in the cascade's order."""
+        """Every face as (x, y, w, h) in full-resolution pixels, in the detector's order."""
         import cv2
 
+        if self.blazeface is not None:
+            return [box for _, box, _ in self.blazeface(image)]
         h, w = image.shape[:2]
         scale = min(1.0, self.detect_width / max(w, 1))
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

@@ -1,0 +1,105 @@
+"""The BlazeFace detector shipped with abawtools: converted weights run by torch find the faces
+Haar misses (rolled heads), invent none on plain and textured backgrounds, and a damaged weight
+file is one line naming it."""
+
+import cv2
+import numpy as np
+import pytest
+from conftest import FACE_PNG
+
+from abawtools import demo
+from abawtools.blazeface import BlazeFace, TFLiteGraph
+from abawtools.errors import AbawError
+from abawtools.visual import FaceCropper, HogExtractor
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return BlazeFace()
+
+
+def _iou(a, b):
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    w = max(0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    h = max(0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def test_fixture_face_with_keypoints(detector):
+    faces = detector(cv2.imread(FACE_PNG))
+    assert len(faces) == 1
+    score, box, kp = faces[0]
+    haar = FaceCropper(HogExtractor.spec, detect_width=1000).find(cv2.imread(FACE_PNG))
+    assert score > 0.8 and _iou(box, haar) > 0.6, (box, haar)
+    right_eye, left_eye, nose, mouth = kp[0], kp[1], kp[2], kp[3]
+    assert right_eye[0] < left_eye[0] and max(right_eye[1], left_eye[1]) < nose[1] < mouth[1]
+    x, y, w, h = box
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in kp[:4])
+
+
+def _rolled_frames(angle, n=8, still=False):
+    """n frames, each the face rolled by `angle` at a random place (`still`: the same place, as in
+    a video, where the tracked face does not jump)."""
+    face = demo.load_face(FACE_PNG, size=160)
+    rng = np.random.default_rng(angle)
+    out = []
+    for _ in range(n):
+        if still:
+            rng = np.random.default_rng(angle)
+        M = cv2.getRotationMatrix2D((80, 80), angle, 1.0)
+        rolled = cv2.warpAffine(face, M, (160, 160), borderValue=(90, 90, 90))
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        x, y = rng.integers(0, 640 - 160), rng.integers(0, 480 - 160)
+        frame[y : y + 160, x : x + 160] = rolled
+        out.append(frame)
+    return out
+
+
+@pytest.mark.parametrize("angle, least", [(0, 1.0), (15, 1.0), (30, 1.0), (45, 0.0)])
+def test_rolled_faces_recall(detector, angle, least):
+    """A 50-pixel face in a 640x480 frame, rolled: measured 100 / 100 / 100 / 25 % (full range)
+    against Haar's 100 / 100 / 0 / 0 %. (Strong roll needs the second, de-rotated pass that
+    MediaPipe runs: not done yet.)"""
+    frames = _rolled_frames(angle)
+    found = sum(bool(detector(f)) for f in frames) / len(frames)
+    haar = FaceCropper(HogExtractor.spec)
+    found_haar = sum(haar.find(f) is not None for f in frames) / len(frames)
+    print(f"roll {angle}: BlazeFace {found:.0%}, Haar {found_haar:.0%}")
+    assert found >= least and found >= found_haar
+
+
+def test_no_invented_faces_on_plain_and_textured_backgrounds(detector):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640]
+    backgrounds = [np.full((480, 640, 3), v, np.uint8) for v in (0, 90, 255)]
+    backgrounds.append(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))  # noise
+    stripes = ((x // 16) % 2 * 200 + 30).astype(np.uint8)
+    backgrounds.append(np.dstack([stripes] * 3))
+    checker = (((x // 24) + (y // 24)) % 2 * 180 + 40).astype(np.uint8)
+    backgrounds.append(np.dstack([checker, checker // 2, checker]))
+    false = sum(len(detector(b)) for b in backgrounds)
+    assert false == 0
+
+
+def test_damaged_weights_are_one_line(tmp_path):
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(AbawError, match="cannot read the face detector's weights"):
+        TFLiteGraph(str(bad))
+
+
+def test_short_range_model_for_close_faces():
+    faces = BlazeFace("short")(cv2.imread(FACE_PNG))
+    assert len(faces) == 1 and faces[0][0] > 0.8
+
+
+def test_extract_visual_with_blazeface_finds_rolled_faces(run, tmp_path):
+    frames = _rolled_frames(30, n=10, still=True)
+    demo.write_media(str(tmp_path / "r.mp4"), iter(frames), (640, 480))
+    counts = {}
+    for detector in ("haar", "blazeface"):
+        result = run(["extract-visual", tmp_path / "r.mp4", "--detector", detector, "-o", tmp_path / f"{detector}.npy"])
+        assert result.exit_code == 0, result.stderr
+        counts[detector] = int(np.isfinite(np.load(tmp_path / f"{detector}.npy")).all(axis=1).sum())
+    assert counts["blazeface"] == 10 and counts["blazeface"] > counts["haar"], counts
