@@ -183,6 +183,30 @@ class BlazeFace:
     def __call__(self, image):
         return self.detect_batch([image])[0]
 
+    def refine(self, image, face, close):
+        """A second pass for precise keypoints: the face's surroundings (twice its box), turned
+        upright by the roll of the first pass's eyes and scaled to `close`'s input (a
+        short-range detector, for faces that fill the frame), detected again; the keypoints of
+        the detection nearest the centre are mapped back. The first pass's face if none."""
+        import cv2
+
+        score, (x, y, w, h), kp = face
+        (rx, ry), (lx, ly) = kp[0], kp[1]
+        roll = np.degrees(np.arctan2(ly - ry, lx - rx))
+        side = 2.0 * max(w, h)
+        centre = (x + w / 2.0, y + h / 2.0)
+        M = cv2.getRotationMatrix2D(centre, roll, close.size / side)
+        M[:, 2] += np.array([close.size / 2.0, close.size / 2.0]) - np.array(centre)
+        patch = cv2.warpAffine(image, M, (close.size, close.size), flags=cv2.INTER_LINEAR, borderValue=0)
+        found = close.detect_batch([patch])[0]
+        if not found:
+            return face
+        mid = close.size / 2.0
+        best = min(found, key=lambda f: abs(f[1][0] + f[1][2] / 2 - mid) + abs(f[1][1] + f[1][3] / 2 - mid))
+        inverse = cv2.invertAffineTransform(M)
+        points = np.c_[best[2], np.ones(len(best[2]))] @ inverse.T
+        return score, (x, y, w, h), points
+
     def _nms(self, boxes, points, scores):
         """Weighted non-maximum suppression (MediaPipe's): overlapping detections are averaged,
         weighted by score, into the best one."""

@@ -229,16 +229,20 @@ class FaceCropper:
     (`FaceTrack`) runs in frame order; cutting (`region`) is stateless again.
     """
 
-    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar"):
+    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar", align=False):
         import cv2
 
         self.spec = spec or ImageSpec(size=112)
         self.margin, self.detect, self.detect_width = margin, detect, detect_width
+        self.align = align
+        if align and (detector != "blazeface" or not detect):
+            raise AbawError("alignment needs facial keypoints: --detector blazeface")
         self.blazeface = None
         if detect and detector == "blazeface":
             from abawtools.blazeface import BlazeFace  # torch: only when asked for
 
             self.blazeface = BlazeFace()
+            self._close = BlazeFace("short") if align else None
             return
         if detector not in ("haar", "blazeface"):
             raise AbawError(f"unknown face detector {detector!r} (haar or blazeface)")
@@ -263,11 +267,15 @@ class FaceCropper:
         return cascade
 
     def find_all(self, image):
-        """Every face as (x, y, w, h) in full-resolution pixels, in the detector's order."""
+        """Every face as (x, y, w, h, keypoints or None) in full-resolution pixels, in the
+        detector's order (keypoints: BlazeFace's six, (6, 2); Haar has none)."""
         import cv2
 
         if self.blazeface is not None:
-            return [box for _, box, _ in self.blazeface(image)]
+            faces = self.blazeface(image)
+            if self.align:  # keypoints precise enough to align by: a second, upright pass per face
+                faces = [self.blazeface.refine(image, f, self._close) for f in faces]
+            return [(*box, points) for _, box, points in faces]
         h, w = image.shape[:2]
         scale = min(1.0, self.detect_width / max(w, 1))
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -276,20 +284,23 @@ class FaceCropper:
         # no histogram equalisation: on frames with a large smooth background it stretches the
         # face's contrast away and the cascade misses it (measured: 43 % vs 100 % found)
         faces = self._cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-        return [tuple(int(round(v / scale)) for v in f) for f in faces]
+        return [(*(int(round(v / scale)) for v in f), None) for f in faces]
 
     def find(self, image):
         """(x, y, w, h) of the largest face, or None."""
         faces = self.find_all(image)
-        return max(faces, key=lambda f: f[2] * f[3]) if faces else None
+        return max(faces, key=lambda f: f[2] * f[3])[:4] if faces else None
 
     def region(self, image, box):
-        """The BGR square around `box` (None: the whole image, e.g. a ready crop)."""
+        """The BGR square around `box` (None: the whole image, e.g. a ready crop); with `align`,
+        the face warped onto the 112 x 112 template (ALIGN_TEMPLATE) by its keypoints."""
         import cv2
 
         if box is None:
             return image
-        x, y, w, h = box
+        if self.align and box[4] is not None:
+            return aligned_face(image, box[4])
+        x, y, w, h = box[:4]
         cx, cy, side = x + w / 2, y + h / 2, max(w, h) * (1 + self.margin)
         x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
         x1, y1 = x0 + int(round(side)), y0 + int(round(side))
@@ -304,10 +315,43 @@ class FaceCropper:
         """RGB uint8 crop (size, size, 3) of the largest face, or None if there is no face."""
         if image is None:
             return None
-        box = self.find(image) if self.detect else None
-        if self.detect and box is None:
-            return None
+        box = None
+        if self.detect:
+            faces = self.find_all(image)
+            if not faces:
+                return None
+            box = max(faces, key=lambda f: f[2] * f[3])
         return resize_face(self.region(image, box), self.spec)
+
+
+# Where the right eye, the left eye, the nose tip and the mouth centre land in a 112 x 112 aligned
+# crop: the ArcFace / InsightFace template that face crops like Aff-Wild2's cropped_aligned are made
+# with (its two mouth corners averaged into BlazeFace's one mouth point).
+ALIGN_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [56.1396, 92.2848]],
+                          np.float64)
+
+
+def similarity(src, dst):
+    """The least-squares similarity transform (rotation, one scale, shift) taking points `src`
+    onto `dst` (Umeyama 1991), as a 2 x 3 matrix; closed form, so the same every run."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    U, S, Vt = np.linalg.svd(cov)
+    E = np.diag([1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ E @ Vt
+    scale = np.trace(np.diag(S) @ E) / max(s.var(0).sum(), 1e-12)
+    t = mu_d - scale * R @ mu_s
+    return np.hstack([scale * R, t[:, None]])
+
+
+def aligned_face(image, points, size=112):
+    """The face warped so its eyes, nose and mouth sit on ALIGN_TEMPLATE: an upright size x size crop."""
+    import cv2
+
+    M = similarity(np.asarray(points)[:4], ALIGN_TEMPLATE * size / 112.0)
+    return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 class FaceTrack:
@@ -336,7 +380,7 @@ class FaceTrack:
     def __call__(self, faces, width):
         """The tracked face's box among `faces` (one frame's detections), or None."""
         if self.box is not None:
-            x, y, w, h = self.box
+            x, y, w, h = self.box[:4]
             near = [f for f in faces
                     if abs(f[0] + f[2] / 2 - x - w / 2) < 0.5 * w and abs(f[1] + f[3] / 2 - y - h / 2) < 0.5 * h
                     and 1 / 1.5 < f[2] / w < 1.5]

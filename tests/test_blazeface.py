@@ -103,3 +103,43 @@ def test_extract_visual_with_blazeface_finds_rolled_faces(run, tmp_path):
         assert result.exit_code == 0, result.stderr
         counts[detector] = int(np.isfinite(np.load(tmp_path / f"{detector}.npy")).all(axis=1).sum())
     assert counts["blazeface"] == 10 and counts["blazeface"] > counts["haar"], counts
+
+
+def test_similarity_transform_against_a_known_one():
+    from abawtools.visual import similarity
+
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(4, 2)) * 30 + 100
+    angle, scale, shift = np.deg2rad(37.0), 1.7, np.array([12.0, -5.0])
+    R = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    M = similarity(src, src @ R.T + shift)
+    np.testing.assert_allclose(M, np.hstack([R, shift[:, None]]), atol=1e-9)
+
+
+@pytest.mark.parametrize("angle", [0, 20, 30])
+def test_aligned_crops_of_rolled_faces_are_upright(detector, angle, tmp_path, run):
+    """--align: the crop's eyes are level and where the template puts them, whatever the roll."""
+    from abawtools.visual import ALIGN_TEMPLATE
+
+    frames = _rolled_frames(angle, n=4, still=True)
+    demo.write_media(str(tmp_path / "r.mp4"), iter(frames), (640, 480))
+    result = run(["extract-visual", tmp_path / "r.mp4", "--detector", "blazeface", "--align", "--crops",
+                  tmp_path / "crops", "-o", tmp_path / "r.npy"])
+    assert result.exit_code == 0, result.stderr
+    close = BlazeFace("short")
+    tilts = []
+    for name in sorted((tmp_path / "crops" / "r").iterdir()):
+        crop = cv2.imread(str(name))
+        assert crop.shape == (112, 112, 3)
+        faces = close(cv2.resize(crop, (256, 256)))
+        assert faces, name
+        kp = faces[0][2] * 112 / 256
+        right, left = kp[0], kp[1]
+        tilts.append(np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0])))
+        assert np.abs(kp[:2] - ALIGN_TEMPLATE[:2]).max() < 8, kp[:2]
+    print(f"roll {angle}: residual tilt {np.abs(tilts).max():.1f} deg")
+    assert len(tilts) == 4 and np.abs(tilts).max() < 5
+
+
+def test_align_needs_keypoints(run, tmp_path):
+    assert run(["extract-visual", "x.mp4", "--align", "-o", tmp_path / "x.npy"]).exit_code == 2

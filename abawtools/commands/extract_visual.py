@@ -15,6 +15,10 @@ from abawtools.commands import _common
 @click.option("--detector", type=click.Choice(["haar", "blazeface"]), default="haar", show_default=True,
               help="haar: OpenCV's frontal cascade; blazeface: MediaPipe's BlazeFace short-range CNN (shipped "
               "in the package, run by torch; finds rolled and partly covered faces Haar misses).")
+@click.option("--align", is_flag=True,
+              help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
+              "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
+              "the head's roll.")
 @click.option("--subject", type=click.Choice(["largest", "left", "right", "centre"]), default=None,
               help="Whose face, when several are in view: chosen by this in the first frame it applies to, "
               "then tracked from frame to frame (a passer-by never takes over; a frame where the tracked "
@@ -41,7 +45,7 @@ from abawtools.commands import _common
 @_common.like_options
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, detector, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
+def cli(inputs, output, model, no_detect, detector, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
         like_template, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
@@ -78,7 +82,9 @@ def cli(inputs, output, model, no_detect, detector, subject, crops_dir, batch_si
 
         dev, precision = pick_device(device), torch_dtype(dtype)
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
-    cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector)
+    if align and (detector != "blazeface" or no_detect):
+        raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
+    cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align)
     if no_detect and subject:
         raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
     for path, out in plan:
