@@ -163,11 +163,13 @@ def tiny_backbone(path, kind="vit", image=32):
     downloaded): for the demo and the tests, never for real work."""
     import json
 
+    import torch
     import transformers as tf
 
     from abawtools.hf import quiet_transformers
 
     quiet_transformers()
+    torch.manual_seed(0)  # the same tiny model every time: the demo's figures repeat
     common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                   image_size=image, patch_size=8)
     build = {

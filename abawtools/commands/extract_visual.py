@@ -12,7 +12,7 @@ from abawtools.commands import _common
               help="A Hugging Face vision model (local folder or hub id: BEiT, ViT, ResNet, ...), or the "
               "weight-free built-in HOG descriptor.")
 @click.option("--no-detect", is_flag=True, help="Inputs are already face crops (e.g. cropped_aligned): no detector.")
-@click.option("--detector", type=click.Choice(["haar", "blazeface"]), default="haar", show_default=True,
+@click.option("--detector", type=click.Choice(["haar", "blazeface"]), default="blazeface", show_default=True,
               help="haar: OpenCV's frontal cascade; blazeface: MediaPipe's BlazeFace short-range CNN (shipped "
               "in the package, run by torch; finds rolled and partly covered faces Haar misses).")
 @click.option("--align", is_flag=True,
