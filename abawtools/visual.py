@@ -1,9 +1,10 @@
 """Visual front end: frames (a video, or a cropped_aligned folder) -> face crops -> features.
 
 Frames are decoded as a stream on a background thread (never the whole video in memory), faces
-are found with OpenCV's bundled Haar cascade (it ships inside opencv-python-headless 4.x; 5.0
-dropped it), and crops go to the extractor in batches while the next batch is being decoded.
-A frame with no face, a missing `00042.jpg` or an unreadable file gives a row of NaN.
+are found with BlazeFace (abawtools.blazeface) or OpenCV's bundled Haar cascade (it ships inside
+opencv-python-headless 4.x; 5.0 dropped it), the subject's face is tracked from frame to frame,
+and crops go to the extractor in batches while the next batch is being decoded. A frame with no
+(tracked) face, a missing `00042.jpg` or an unreadable file gives a row of NaN.
 """
 
 import itertools
@@ -223,7 +224,9 @@ SUBJECTS = ("largest", "left", "right", "centre")
 
 
 class FaceCropper:
-    """Frontal faces (Haar cascade); the chosen one squared, widened by `margin`, resized by `spec`.
+    """Faces (OpenCV's Haar cascade, or BlazeFace with `detector="blazeface"`, the command line's
+    default); the chosen one squared and widened by `margin` (or aligned by its keypoints), resized
+    by `spec`.
 
     Detection (`find_all`) is stateless and runs on worker threads; choosing whose face it is
     (`FaceTrack`) runs in frame order; cutting (`region`) is stateless again.

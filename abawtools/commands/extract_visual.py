@@ -14,7 +14,7 @@ from abawtools.commands import _common
 @click.option("--no-detect", is_flag=True, help="Inputs are already face crops (e.g. cropped_aligned): no detector.")
 @click.option("--detector", type=click.Choice(["haar", "blazeface"]), default="blazeface", show_default=True,
               help="haar: OpenCV's frontal cascade; blazeface: MediaPipe's BlazeFace short-range CNN (shipped "
-              "in the package, run by torch; finds rolled and partly covered faces Haar misses).")
+              "in the package, run by torch; finds rolled faces Haar misses; 6 keypoints per face).")
 @click.option("--align", is_flag=True,
               help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
               "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
