@@ -232,7 +232,8 @@ class FaceCropper:
     (`FaceTrack`) runs in frame order; cutting (`region`) is stateless again.
     """
 
-    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar", align=False):
+    def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar", align=False,
+                 min_score=None):
         import cv2
 
         self.spec = spec or ImageSpec(size=112)
@@ -244,7 +245,7 @@ class FaceCropper:
         if detect and detector == "blazeface":
             from abawtools.blazeface import BlazeFace  # torch: only when asked for
 
-            self.blazeface = BlazeFace()
+            self.blazeface = BlazeFace(score_threshold=min_score)
             self._close = BlazeFace("short") if align else None
             return
         if detector not in ("haar", "blazeface"):

@@ -15,6 +15,9 @@ from abawtools.commands import _common
 @click.option("--detector", type=click.Choice(["haar", "blazeface"]), default="blazeface", show_default=True,
               help="haar: OpenCV's frontal cascade; blazeface: MediaPipe's BlazeFace short-range CNN (shipped "
               "in the package, run by torch; finds rolled faces Haar misses; 6 keypoints per face).")
+@click.option("--face-score", type=_common.Finite(0, 1), default=None,
+              help="BlazeFace: the least detection score that counts as a face (default: MediaPipe's, 0.6 for "
+              "the full-range model); lower finds more covered faces and more false ones.")
 @click.option("--align", is_flag=True,
               help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
               "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
@@ -45,7 +48,7 @@ from abawtools.commands import _common
 @_common.like_options
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, detector, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
+def cli(inputs, output, model, no_detect, detector, face_score, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
         like_template, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
@@ -84,7 +87,8 @@ def cli(inputs, output, model, no_detect, detector, align, subject, crops_dir, b
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
     if align and (detector != "blazeface" or no_detect):
         raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
-    cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align)
+    cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
+                                 min_score=face_score)
     if no_detect and subject:
         raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
     for path, out in plan:
