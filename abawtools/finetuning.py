@@ -96,11 +96,7 @@ def class_weights(counts, kind, beta):
         return None
     if kind == "effective":
         return loss.effective_number_weights(counts, beta)
-    w = np.zeros_like(counts)  # inverse-sqrt: the authors' 1 / sqrt(n), mean 1 over present classes
-    present = counts > 0
-    w[present] = 1.0 / np.sqrt(counts[present])
-    w[present] *= present.sum() / w[present].sum()
-    return w
+    return loss.inverse_sqrt_weights(counts)
 
 
 # -------------------------------------------------------------------------- augmentation
@@ -337,8 +333,7 @@ def score_affwild2(logits, index, prior):
     """Pooled macro F1 over every labelled frame of the validation videos, as the challenge scores:
     a frame without a jpg takes the nearest face frame's prediction (what `extract-visual
     --logits` writes), a video without any face the class prior."""
-    fallback = np.full(len(CLASSES), -30.0 + np.log(prior.min()))
-    fallback[: len(prior)] = np.log(prior)
+    fallback = visual.prior_logits(prior, range(len(prior)))
     pairs = []
     for v, (vid, labels) in enumerate(index.videos):
         rows = np.full((len(labels), len(CLASSES)), np.nan, np.float32)

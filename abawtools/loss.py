@@ -34,10 +34,21 @@ def effective_number_weights(counts, beta=0.9999):
     counts = np.asarray(counts, dtype=np.float64)
     if not 0 <= beta < 1:
         raise ValueError("beta must be in [0, 1)")
-    weights = np.zeros_like(counts)
     present = counts > 0
+    return _mean_one(1.0 / ((1.0 - np.power(beta, counts[present])) / (1.0 - beta)), present)
+
+
+def inverse_sqrt_weights(counts):
+    """w_c = 1 / sqrt(n_c), normalised to mean 1 over the classes that occur (the authors'
+    fine-tuning weights); a class with no sample gets weight 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    return _mean_one(1.0 / np.sqrt(counts[present]), present)
+
+
+def _mean_one(raw, present):
+    """Per-class weights: `raw` for the present classes scaled to mean 1, 0 elsewhere."""
+    weights = np.zeros(len(present))
     if present.any():
-        effective = (1.0 - np.power(beta, counts[present])) / (1.0 - beta)
-        weights[present] = 1.0 / effective
-        weights[present] *= present.sum() / weights[present].sum()
+        weights[present] = raw * (present.sum() / raw.sum())
     return weights

@@ -292,8 +292,8 @@ class FaceCropper:
 
     def find(self, image):
         """(x, y, w, h) of the largest face, or None."""
-        faces = self.find_all(image)
-        return max(faces, key=lambda f: f[2] * f[3])[:4] if faces else None
+        face = largest(self.find_all(image))
+        return face[:4] if face else None
 
     def region(self, image, box):
         """The BGR square around `box` (None: the whole image, e.g. a ready crop); with `align`,
@@ -321,10 +321,9 @@ class FaceCropper:
             return None
         box = None
         if self.detect:
-            faces = self.find_all(image)
-            if not faces:
+            box = largest(self.find_all(image))
+            if box is None:
                 return None
-            box = max(faces, key=lambda f: f[2] * f[3])
         return resize_face(self.region(image, box), self.spec)
 
 
@@ -358,6 +357,11 @@ def aligned_face(image, points, size=112):
     return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def largest(faces):
+    """The face with the largest box, or None."""
+    return max(faces, key=lambda f: f[2] * f[3]) if faces else None
+
+
 class FaceTrack:
     """Whose face, frame after frame: the first face is chosen by `subject` (largest, left, right,
     centre); after that, the face that continues the tracked box (centre within half a face width,
@@ -375,10 +379,10 @@ class FaceTrack:
         self.box, self.lost, self.crowded = None, 0, False
 
     def choose(self, faces, width):
-        if not faces:
-            return None
-        key = {"largest": lambda f: -f[2] * f[3], "left": lambda f: f[0] + f[2] / 2,
-               "right": lambda f: -(f[0] + f[2] / 2), "centre": lambda f: abs(f[0] + f[2] / 2 - width / 2)}
+        if not faces or self.subject == "largest":
+            return largest(faces)
+        key = {"left": lambda f: f[0] + f[2] / 2, "right": lambda f: -(f[0] + f[2] / 2),
+               "centre": lambda f: abs(f[0] + f[2] / 2 - width / 2)}
         return min(faces, key=key[self.subject])
 
     def __call__(self, faces, width):
@@ -511,10 +515,16 @@ class HFImageExtractor:
     def fill_missing(self, out):
         """--logits: a frame without a face takes the nearest face frame's logits (the earlier one
         on a tie); a video without any face, the log of the training class prior. Never NaN."""
-        log_prior = np.log(np.maximum(self.prior, 1e-12))
-        fallback = np.full(NUM_CLASSES, log_prior.min() - 30.0)
-        fallback[self.columns] = log_prior
-        return fill_nearest(out, fallback)
+        return fill_nearest(out, prior_logits(self.prior, self.columns))
+
+
+def prior_logits(prior, columns):
+    """(8,) logits of a head's training class prior: its log in the head's columns, and a class the
+    head lacks the minimum - 30 (as in head_logits): what a video without any face gets."""
+    log_prior = np.log(np.maximum(np.asarray(prior, np.float64), 1e-12))
+    out = np.full(NUM_CLASSES, log_prior.min() - 30.0)
+    out[list(columns)] = log_prior
+    return out
 
 
 def head_logits(logits, columns):
