@@ -169,3 +169,11 @@ def test_model_file_is_safetensors_with_config(tmp_path):
     v, a, vm, am, _ = batch(model)
     torch.testing.assert_close(loaded(v, a, vm, am), model.eval()(v, a, vm, am))
     assert float(loaded.v_norm.mean[0]) == 0.5
+
+
+def test_inverse_sqrt_weights_by_hand():
+    counts = np.array([100, 25, 0, 4, 1, 16, 9, 36], float)
+    raw = np.array([0.1, 0.2, 0.0, 0.5, 1.0, 0.25, 1 / 3, 1 / 6])
+    expected = raw * 7 / raw.sum()
+    expected[2] = 0.0
+    np.testing.assert_allclose(loss.inverse_sqrt_weights(counts), expected, rtol=1e-12)
