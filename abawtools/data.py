@@ -85,10 +85,7 @@ def _open_features(path):
     if path != "-" and not os.path.exists(path):
         raise AbawError(f"{path}: no such file")
     arr = formats.read_npy(path) if path == "-" else NpyRows(path)
-    if arr.ndim != 2:
-        raise AbawError(f"{path}: expected features (T, D), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise AbawError(f"{path}: features must be float16/float32, got {arr.dtype}")
+    formats.check_features(path, arr.shape, arr.dtype)
     return arr
 
 

@@ -157,13 +157,18 @@ def npy_header(path):
     return tuple(shape), dtype, offset
 
 
-def feature_rows(path):
-    """Rows of a per-frame feature file, checked to be (T, D) floats: one line naming it otherwise."""
-    shape, dtype, _ = npy_header(path)
+def check_features(path, shape, dtype):
+    """Per-frame features are (T, D) floats: one line naming the file otherwise."""
     if len(shape) != 2:
-        raise AbawError(f"{path}: expected features (T, D), got shape {shape}")
+        raise AbawError(f"{path}: expected features (T, D), got shape {tuple(shape)}")
     if not np.issubdtype(dtype, np.floating):
         raise AbawError(f"{path}: features must be float16/float32, got {dtype}")
+
+
+def feature_rows(path):
+    """Rows of a per-frame feature file, read from its header and checked (check_features)."""
+    shape, dtype, _ = npy_header(path)
+    check_features(path, shape, dtype)
     return shape[0]
 
 
