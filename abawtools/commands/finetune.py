@@ -108,11 +108,13 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
     parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
     val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
-    for part in parts + val_parts:
+    roles = [(p, "train") for p in parts] + [(p, "val") for p in val_parts]
+    for part, role in roles:
         kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
-        role = "val" if part in val_parts else "train"
-        dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
-            f"{k} {v}" for k, v in part.dropped.items()) if part.dropped else ""
+        dropped = ""
+        if part.dropped:  # a val source leaves nothing out: its notes are how frames are scored
+            dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
+                f"{k} {v}" for k, v in part.dropped.items())
         log(f"{role} {part.name}: {len(part)} images ({kept}){dropped}")
 
     import torch
@@ -141,9 +143,9 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     record = {
         "base_model": base,
         "classes": job.classes,
-        "sources": [{"name": p.name, "role": "val" if p in val_parts else "train", "images": len(p),
+        "sources": [{"name": p.name, "role": role, "images": len(p),
                      "class_counts": dict(zip(CLASSES, map(int, p.counts()))), "left_out": dict(p.dropped)}
-                    for p in parts + val_parts],
+                    for p, role in roles],
         "training": summary,
     }
     prior = job.prior()
