@@ -212,21 +212,29 @@ def video_frames(path):
         cap.release()
 
 
-def like_file(folder, vid):
-    """The file that gives video `vid` its length in FOLDER: vid.txt (labels), vid.npy, or the
-    video itself (vid.mp4, ...; ID_left / ID_right fall back to the video of ID)."""
+def find_video(folder, vid):
+    """FOLDER's video of `vid` (vid.mp4, ...; ID_left / ID_right fall back to the video of ID), or None."""
     from abawtools.formats import shared_audio_id
 
     for name in dict.fromkeys((vid, shared_audio_id(vid))):
-        for ext in (".txt", ".npy") if name == vid else ():
-            path = os.path.join(folder, name + ext)
-            if os.path.exists(path):
-                return path
         for ext in VIDEO_EXTS:
             path = os.path.join(folder, name + ext)
             if os.path.exists(path):
                 return path
-    raise AbawError(f"{vid}: no {vid}.txt, {vid}.npy or video in {folder} to take its frame count from")
+    return None
+
+
+def like_file(folder, vid):
+    """The file that gives video `vid` its length in FOLDER: vid.txt (labels), vid.npy, or the
+    video itself (find_video)."""
+    for ext in (".txt", ".npy"):
+        path = os.path.join(folder, vid + ext)
+        if os.path.exists(path):
+            return path
+    path = find_video(folder, vid)
+    if path is None:
+        raise AbawError(f"{vid}: no {vid}.txt, {vid}.npy or video in {folder} to take its frame count from")
+    return path
 
 
 class Lengths:

@@ -72,23 +72,15 @@ def cli(inputs, output, frames, like, like_dir, like_template, video_dir, fps, s
 
 def _video_fps(folder, vid):
     """fps of FOLDER's video for `vid` (or of ID for ID_left/_right), None when there is none."""
-    import os
-
-    if not folder:
+    path = _common.find_video(folder, vid) if folder else None
+    if path is None:
         return None
-    from abawtools.formats import shared_audio_id
+    import cv2
 
-    for name in dict.fromkeys((vid, shared_audio_id(vid))):
-        for ext in _common.VIDEO_EXTS:
-            path = os.path.join(folder, name + ext)
-            if os.path.exists(path):
-                import cv2
-
-                cap = cv2.VideoCapture(path)
-                rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-                cap.release()
-                return rate if rate and rate > 0 else None
-    return None
+    cap = cv2.VideoCapture(path)
+    rate = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return rate if rate and rate > 0 else None
 
 
 def _plan_named(inputs, lengths, like_dirs, templates, output):
