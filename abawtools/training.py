@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from abawtools import CLASSES, NUM_CLASSES, data, engine, inference, loss, scoring, smoothing, windows
-from abawtools.engine import EXIT_PREEMPTED, PREEMPTED_MARKER, Preempted  # noqa: F401  (the command's names)
 from abawtools.errors import AbawError
 from abawtools.model import build_model
 

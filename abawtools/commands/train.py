@@ -78,10 +78,11 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
 
     from abawtools import windows
     from abawtools.commands._common import log
+    from abawtools.engine import EXIT_PREEMPTED, Preempted
     from abawtools.errors import AbawError
     from abawtools.model import ModelConfig, save_model
     from abawtools.smoothing import check_kernel
-    from abawtools.training import EXIT_PREEMPTED, Preempted, TrainOptions, train
+    from abawtools.training import TrainOptions, train
 
     smooth_k = smooth_k_old or smooth_k  # --smooth-k: the name before 0.2
     try:
