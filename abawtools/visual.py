@@ -228,12 +228,13 @@ class FaceCropper:
     default); the chosen one squared and widened by `margin` (or aligned by its keypoints), resized
     by `spec`.
 
-    Detection (`find_all`) is stateless and runs on worker threads; choosing whose face it is
-    (`FaceTrack`) runs in frame order; cutting (`region`) is stateless again.
+    Detection (`find_batch`) is stateless: a batch of frames at a time, BlazeFace's network on its
+    device, the per-frame work on worker threads; choosing whose face it is (`FaceTrack`) runs in
+    frame order; cutting (`region`) is stateless again.
     """
 
     def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar", align=False,
-                 min_score=None):
+                 min_score=None, device="cpu"):
         import cv2
 
         self.spec = spec or ImageSpec(size=112)
@@ -243,10 +244,10 @@ class FaceCropper:
             raise AbawError("alignment needs facial keypoints: --detector blazeface")
         self.blazeface = None
         if detect and detector == "blazeface":
-            from abawtools.blazeface import BlazeFace  # torch: only when asked for
+            from abawtools.blazeface import FaceFinder  # torch: only when asked for
 
-            self.blazeface = BlazeFace(score_threshold=min_score)
-            self._close = BlazeFace("short") if align else None
+            # alignment needs keypoints from the upright second look of every face
+            self.blazeface = FaceFinder(min_score, refine=align, device=device)
             return
         if detector not in ("haar", "blazeface"):
             raise AbawError(f"unknown face detector {detector!r} (haar or blazeface)")
@@ -276,10 +277,7 @@ class FaceCropper:
         import cv2
 
         if self.blazeface is not None:
-            faces = self.blazeface(image)
-            if self.align:  # keypoints precise enough to align by: a second, upright pass per face
-                faces = [self.blazeface.refine(image, f, self._close) for f in faces]
-            return [(*box, points) for _, box, points in faces]
+            return self.find_batch([image])[0]
         h, w = image.shape[:2]
         scale = min(1.0, self.detect_width / max(w, 1))
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -289,6 +287,13 @@ class FaceCropper:
         # face's contrast away and the cascade misses it (measured: 43 % vs 100 % found)
         faces = self._cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
         return [(*(int(round(v / scale)) for v in f), None) for f in faces]
+
+    def find_batch(self, images, map=map):
+        """find_all of each image; BlazeFace runs its network once for the batch (on its device),
+        `map` runs the per-image work (Haar's detection, BlazeFace's resizing) in parallel."""
+        if self.blazeface is None:
+            return list(map(self.find_all, images))
+        return [[(*box, points) for _, box, points in faces] for faces in self.blazeface.find_batch(images, map)]
 
     def find(self, image):
         """(x, y, w, h) of the largest face, or None."""
@@ -593,11 +598,14 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
     if crops_dir:
         os.makedirs(crops_dir, exist_ok=True)
 
-    def detect(item):
-        image = source.load(item)
-        if image is None or not cropper.detect:
-            return image, None
-        return image, cropper.find_all(image)
+    def detect(pool, images):
+        """Each frame's faces: one batch for the detector, per-frame work on the pool's threads."""
+        present = [i for i, image in enumerate(images) if image is not None]
+        faces = [None] * len(images)
+        if cropper.detect and present:
+            for i, found in zip(present, cropper.find_batch([images[i] for i in present], pool.map)):
+                faces[i] = found
+        return faces
 
     def cut(job):
         t, image, box = job
@@ -611,9 +619,9 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
         return resize_face(region, cropper.spec)
 
     def prepare_block(pool, block):
-        found = list(pool.map(detect, [item for _, item in block]))
+        images = list(pool.map(source.load, [item for _, item in block]))
         jobs = []
-        for (t, _), (image, faces) in zip(block, found):
+        for (t, _), image, faces in zip(block, images, detect(pool, images)):
             if image is None:
                 continue
             if cropper.detect:

@@ -13,11 +13,13 @@ from abawtools.commands import _common
               "weight-free built-in HOG descriptor.")
 @click.option("--no-detect", is_flag=True, help="Inputs are already face crops (e.g. cropped_aligned): no detector.")
 @click.option("--detector", type=click.Choice(["haar", "blazeface"]), default="blazeface", show_default=True,
-              help="haar: OpenCV's frontal cascade; blazeface: MediaPipe's BlazeFace short-range CNN (shipped "
-              "in the package, run by torch; finds rolled faces Haar misses; 6 keypoints per face).")
+              help="haar: OpenCV's frontal cascade; blazeface: MediaPipe's BlazeFace CNNs (shipped in the "
+              "package, run by torch on --device, a batch of frames at a time; 6 keypoints per face): the "
+              "full-range network on the frame, and a second, upright look with the short-range one at "
+              "weak candidates, so rolled and partly covered faces are found.")
 @click.option("--face-score", type=_common.Finite(0, 1), default=None,
-              help="BlazeFace: the least detection score that counts as a face (default: MediaPipe's, 0.6 for "
-              "the full-range model); lower finds more covered faces and more false ones.")
+              help="BlazeFace: the least detection score that counts as a face, for both looks (default: "
+              "MediaPipe's, 0.6 full range, 0.5 short range); lower finds more faces and more false ones.")
 @click.option("--align", is_flag=True,
               help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
               "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
@@ -34,7 +36,8 @@ from abawtools.commands import _common
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Threads that decode, detect and crop in parallel (default: CPUs, at most 8).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True,
+              help="Where the model and the BlazeFace detector run: auto, cpu, cuda, cuda:1, ...")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Backbone precision (fp16/bf16 on GPU).")
 @click.option("--save-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
@@ -80,7 +83,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
     if not plan:
         return
     dev, precision = "cpu", None
-    if model != "hog":
+    if model != "hog" or (detector == "blazeface" and not no_detect):  # torch runs the model or the detector
         from abawtools.runtime import pick_device, torch_dtype
 
         dev, precision = pick_device(device), torch_dtype(dtype)
@@ -88,7 +91,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
     if align and (detector != "blazeface" or no_detect):
         raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
-                                 min_score=face_score)
+                                 min_score=face_score, device=dev)
     if no_detect and subject:
         raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
     for path, out in plan:
