@@ -1,6 +1,7 @@
-"""The BlazeFace detector shipped with abawtools: converted weights run by torch find the faces
-Haar misses (rolled heads), invent none on plain and textured backgrounds, and a damaged weight
-file is one line naming it."""
+"""The BlazeFace detector shipped with abawtools: converted weights run by torch, in two looks
+(FaceFinder), find the faces Haar and the first look alone miss (rolled, partly covered), invent
+none on plain and textured backgrounds, give the same faces in a batch as one frame at a time, and a
+damaged weight file is one line naming it."""
 
 import cv2
 import numpy as np
@@ -8,13 +9,18 @@ import pytest
 from conftest import FACE_PNG
 
 from abawtools import demo
-from abawtools.blazeface import BlazeFace, TFLiteGraph
+from abawtools.blazeface import BlazeFace, FaceFinder, TFLiteGraph
 from abawtools.errors import AbawError
 from abawtools.visual import FaceCropper, HogExtractor
 
 
 @pytest.fixture(scope="module")
 def detector():
+    return FaceFinder()
+
+
+@pytest.fixture(scope="module")
+def first_look():
     return BlazeFace()
 
 
@@ -56,20 +62,20 @@ def _rolled_frames(angle, n=8, still=False):
     return out
 
 
-@pytest.mark.parametrize("angle, least", [(0, 1.0), (15, 1.0), (30, 1.0), (45, 0.0)])
-def test_rolled_faces_recall(detector, angle, least):
-    """A 50-pixel face in a 640x480 frame, rolled: measured 100 / 100 / 100 / 25 % (full range)
-    against Haar's 100 / 100 / 0 / 0 %. (Strong roll needs the second, de-rotated pass that
-    MediaPipe runs: not done yet.)"""
+@pytest.mark.parametrize("angle, least", [(0, 8), (15, 8), (30, 8), (45, 7), (60, 7), (90, 7)])
+def test_rolled_faces_recall(detector, first_look, angle, least):
+    """A 50-pixel face in a 640x480 frame, rolled: measured 8/8 at every roll up to 90 degrees (7/8
+    at 135), where the first look alone finds 8 / 8 / 8 / 2 / 1 / 0 and Haar 8 / 8 / 0 / 0 / 0 / 0."""
     frames = _rolled_frames(angle)
-    found = sum(bool(detector(f)) for f in frames) / len(frames)
+    found = sum(bool(f) for f in detector.find_batch(frames))
+    alone = sum(bool(first_look(f)) for f in frames)
     haar = FaceCropper(HogExtractor.spec)
-    found_haar = sum(haar.find(f) is not None for f in frames) / len(frames)
-    print(f"roll {angle}: BlazeFace {found:.0%}, Haar {found_haar:.0%}")
-    assert found >= least and found >= found_haar
+    found_haar = sum(haar.find(f) is not None for f in frames)
+    print(f"roll {angle}: two looks {found}/8, first look {alone}/8, Haar {found_haar}/8")
+    assert found >= least and found >= max(alone, found_haar)
 
 
-def test_no_invented_faces_on_plain_and_textured_backgrounds(detector):
+def _textured_backgrounds():
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:480, 0:640]
     backgrounds = [np.full((480, 640, 3), v, np.uint8) for v in (0, 90, 255)]
@@ -78,8 +84,41 @@ def test_no_invented_faces_on_plain_and_textured_backgrounds(detector):
     backgrounds.append(np.dstack([stripes] * 3))
     checker = (((x // 24) + (y // 24)) % 2 * 180 + 40).astype(np.uint8)
     backgrounds.append(np.dstack([checker, checker // 2, checker]))
-    false = sum(len(detector(b)) for b in backgrounds)
-    assert false == 0
+    photo = cv2.imread(FACE_PNG)  # the photo without its face: suit, badge, flag, helmet, shuttle
+    for part in (photo[200:], photo[200:, ::-1], photo[:200, 300:], photo[:, :120]):
+        backgrounds.append(cv2.resize(np.ascontiguousarray(part), (640, 480)))
+    return backgrounds
+
+
+def _blobs(n):
+    """Smooth colour blobs (noise on a coarse grid, enlarged): what fools a face detector most."""
+    out = []
+    for seed in range(n):
+        grid = (8, 12, 24)[seed % 3]
+        coarse = np.random.default_rng(seed // 3).integers(0, 256, (grid, grid * 4 // 3, 3)).astype(np.uint8)
+        out.append(cv2.resize(coarse, (640, 480), interpolation=cv2.INTER_CUBIC))
+    return out
+
+
+def test_no_invented_faces_on_plain_and_textured_backgrounds(detector, first_look):
+    """None on plain, noise, stripes, checks and the photo's faceless parts; on smooth colour
+    blobs, measured 1 frame of 120 with a face (the first look alone: 0)."""
+    assert sum(len(faces) for faces in detector.find_batch(_textured_backgrounds())) == 0
+    blobs = _blobs(60)
+    false = sum(bool(faces) for faces in detector.find_batch(blobs))
+    alone = sum(bool(first_look(b)) for b in blobs)
+    print(f"smooth blobs: a face in {false}/60 frames (first look alone {alone}/60)")
+    assert false <= 2
+
+
+def test_a_batch_gives_the_same_faces_as_one_frame_at_a_time(detector):
+    frames = _rolled_frames(60, n=5) + _rolled_frames(0, n=4) + _blobs(3)
+    batched, alone = detector.find_batch(frames), [detector(f) for f in frames]
+    assert [len(f) for f in batched] == [len(f) for f in alone] and sum(map(len, alone)) >= 9
+    for a, b in zip(batched, alone):
+        for (sa, box_a, kp_a), (sb, box_b, kp_b) in zip(a, b):
+            assert abs(sa - sb) < 1e-3 and np.abs(np.subtract(box_a, box_b)).max() <= 1
+            np.testing.assert_allclose(kp_a, kp_b, atol=0.05)
 
 
 def test_damaged_weights_are_one_line(tmp_path):
@@ -95,7 +134,7 @@ def test_short_range_model_for_close_faces():
 
 
 def test_extract_visual_with_blazeface_finds_rolled_faces(run, tmp_path):
-    frames = _rolled_frames(30, n=10, still=True)
+    frames = _rolled_frames(60, n=10, still=True)
     demo.write_media(str(tmp_path / "r.mp4"), iter(frames), (640, 480))
     counts = {}
     for detector in ("haar", "blazeface"):
@@ -116,7 +155,7 @@ def test_similarity_transform_against_a_known_one():
     np.testing.assert_allclose(M, np.hstack([R, shift[:, None]]), atol=1e-9)
 
 
-@pytest.mark.parametrize("angle", [0, 20, 30])
+@pytest.mark.parametrize("angle", [0, 20, 30, 60, 90])
 def test_aligned_crops_of_rolled_faces_are_upright(detector, angle, tmp_path, run):
     """--align: the crop's eyes are level and where the template puts them, whatever the roll."""
     from abawtools.visual import ALIGN_TEMPLATE
@@ -175,10 +214,10 @@ def test_converted_graph_equals_the_original_tflite(name, stem):
         np.testing.assert_allclose(out.numpy(), reference[tuple(out.shape)], rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize("part, least", [("eyes", 0.25), ("mouth", 0.5), ("half", 0.25)])
-def test_partly_covered_faces(detector, part, least):
-    """A 50-pixel face with its eyes, its mouth or its right half covered: measured 25 / 62 / 25 %
-    (BlazeFace full range) against Haar's 12 / 0 / 0 %."""
+@pytest.mark.parametrize("part", ["eyes", "mouth", "half"])
+def test_partly_covered_faces(detector, first_look, part):
+    """A 50-pixel face with its eyes, its mouth or its right half covered: measured 7/8, 8/8, 8/8
+    (two looks), 2/8, 5/8, 2/8 (the first look alone), 1/8, 0/8, 0/8 (Haar)."""
     face = demo.load_face(FACE_PNG, size=160).copy()
     if part == "eyes":
         face[47:63, 20:140] = 30
@@ -187,12 +226,15 @@ def test_partly_covered_faces(detector, part, least):
     else:
         face[:, 80:] = 90
     rng = np.random.default_rng(1)
-    haar, found, found_haar = FaceCropper(HogExtractor.spec), 0, 0
+    frames = []
     for _ in range(8):
         frame = np.full((480, 640, 3), 90, np.uint8)
         x, y = rng.integers(0, 480), rng.integers(0, 320)
         frame[y : y + 160, x : x + 160] = face
-        found += bool(detector(frame))
-        found_haar += haar.find(frame) is not None
-    print(f"{part} covered: BlazeFace {found / 8:.0%}, Haar {found_haar / 8:.0%}")
-    assert found / 8 >= least and found >= found_haar
+        frames.append(frame)
+    found = sum(bool(f) for f in detector.find_batch(frames))
+    alone = sum(bool(first_look(f)) for f in frames)
+    haar = FaceCropper(HogExtractor.spec)
+    found_haar = sum(haar.find(f) is not None for f in frames)
+    print(f"{part} covered: two looks {found}/8, first look {alone}/8, Haar {found_haar}/8")
+    assert found >= 7 and found >= max(alone, found_haar)
