@@ -1,8 +1,11 @@
-"""Face detection on 640x480 frames, one CPU thread: OpenCV's Haar cascade (its 320-px detection
-width, as extract-visual runs it) against BlazeFace full range (192x192 input, run by torch), in
-one run. Prints frames/s for each and the ratio.
+"""Face detection + alignment on 640x480 frames, in one run: OpenCV's Haar cascade (its 320-px
+detection width, as extract-visual runs it) against BlazeFace (run by torch): the first look alone,
+the two looks of extract-visual's default on upright faces (no second look needed) and on faces
+rolled by 60 degrees (a second look each), and with --align (a second look for every face plus the
+warp onto the template). CPU figures are frames/s on one thread; with a GPU, also the batched
+projection on it. Prints the ratios to Haar.
 
-    python benchmarks/detect_speed.py [--frames 100]
+    python benchmarks/detect_speed.py [--frames 128] [--batch 64]
 """
 
 import argparse
@@ -15,36 +18,83 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from abawtools import demo, visual  # noqa: E402
-from abawtools.blazeface import BlazeFace  # noqa: E402
+from abawtools.blazeface import BlazeFace, FaceFinder  # noqa: E402
+
+
+def frames(n, angle, seed=0):
+    import cv2
+
+    face = demo.load_face(size=160)
+    if angle:
+        M = cv2.getRotationMatrix2D((80, 80), angle, 1.0)
+        face = cv2.warpAffine(face, M, (160, 160), borderValue=(90, 90, 90))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        x, y = rng.integers(0, 480), rng.integers(0, 320)
+        frame[y : y + 160, x : x + 160] = face
+        out.append(frame)
+    return out
+
+
+def rate(fn, items, batch):
+    fn(items[:batch])  # warm up (and, on a GPU, its kernels)
+    t = time.perf_counter()
+    found = 0
+    for i in range(0, len(items), batch):
+        found += sum(bool(f) for f in fn(items[i : i + batch]))
+    return len(items) / (time.perf_counter() - t), found
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--frames", type=int, default=128)
+    p.add_argument("--batch", type=int, default=64, help="frames per detector call, as extract-visual's --batch-size")
     args = p.parse_args()
     import cv2
     import torch
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    face = demo.load_face(size=160)
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(args.frames):
-        frame = np.full((480, 640, 3), 90, np.uint8)
-        x, y = rng.integers(0, 480), rng.integers(0, 320)
-        frame[y : y + 160, x : x + 160] = face
-        frames.append(frame)
-    haar, blaze = visual.FaceCropper(visual.HogExtractor.spec), BlazeFace("full")
-    blaze(frames[0])
+    upright, rolled = frames(args.frames, 0), frames(args.frames, 60)
+    haar = visual.FaceCropper(visual.HogExtractor.spec)
+    first, two = BlazeFace("full"), FaceFinder()
+    aligner = visual.FaceCropper(visual.HogExtractor.spec, detector="blazeface", align=True)
+
+    def align(batch):
+        faces = aligner.find_batch(batch)
+        return [[aligner.region(im, f[0])] if f else [] for im, f in zip(batch, faces)]
+
+    runs = [("Haar (320 px)", lambda b: [haar.find_all(f) for f in b], upright),
+            ("BlazeFace first look", first.detect_batch, upright),
+            ("two looks, upright faces", two.find_batch, upright),
+            ("two looks, 60-degree roll", two.find_batch, rolled),
+            ("two looks + --align", align, upright),
+            ("two looks + --align, rolled", align, rolled)]
     rates = {}
-    for name, fn in (("Haar (320 px)", haar.find_all), ("BlazeFace full range", blaze)):
-        t = time.perf_counter()
-        found = sum(bool(fn(f)) for f in frames)
-        rates[name] = len(frames) / (time.perf_counter() - t)
-        print(f"{name:22s} {rates[name]:6.1f} frames/s per core, face found in {found}/{len(frames)}")
-    a, b = rates.values()
-    print(f"BlazeFace / Haar: {b / a:.2f}x")
+    print(f"CPU, one thread, {args.frames} frames of 640x480, batches of {args.batch}:")
+    for name, fn, items in runs:
+        rates[name], found = rate(fn, items, args.batch)
+        print(f"  {name:30s} {rates[name]:7.1f} frames/s  face in {found}/{len(items)}  "
+              f"({rates[name] / rates['Haar (320 px)']:.2f}x Haar)")
+    if torch.cuda.is_available():
+        print(f"GPU ({torch.cuda.get_device_name()}), the network on it, the rest on one CPU thread:")
+        gpu, net = FaceFinder(device="cuda"), BlazeFace("full", device="cuda")
+        for name, fn, items in (("two looks, upright faces", gpu.find_batch, upright),
+                                ("two looks, 60-degree roll", gpu.find_batch, rolled)):
+            r, found = rate(fn, items, args.batch)
+            print(f"  {name:30s} {r:7.1f} frames/s  face in {found}/{len(items)}")
+        x = torch.zeros(args.batch, 3, 192, 192, device="cuda")
+        with torch.no_grad():
+            net.net(x)
+            torch.cuda.synchronize()
+            t, reps = time.perf_counter(), 20
+            for _ in range(reps):
+                net.net(x)
+            torch.cuda.synchronize()
+        print(f"  the full-range network alone: {reps * args.batch / (time.perf_counter() - t):.0f} frames/s "
+              f"(batch {args.batch}, fp32)")
 
 
 if __name__ == "__main__":
