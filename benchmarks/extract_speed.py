@@ -57,7 +57,7 @@ def main():
     paths = {}
     for name, cropper in (("Haar", visual.FaceCropper(extractor.spec)),
                           ("BlazeFace", visual.FaceCropper(extractor.spec, detector="blazeface")),
-                          ("BlazeFace --align", visual.FaceCropper(extractor.spec, detector="blazeface", align=True))):
+                          ("BlazeFace+align", visual.FaceCropper(extractor.spec, detector="blazeface", align=True))):
         t = time.perf_counter()
         feats = visual.extract(visual.VideoFile(path), extractor, cropper, batch_size=64)
         paths[name] = (len(feats) / (time.perf_counter() - t), np.isfinite(feats).all(axis=1).mean())
@@ -69,7 +69,7 @@ def main():
     print(f"{T} frames, {size[0]}x{size[1]} @ {demo.FPS} fps, H.264, {os.cpu_count()} CPUs")
     print(f"decode alone (OpenCV):                    {decode:7.0f} frames/s")
     for name, (full, found) in paths.items():
-        print(f"decode + {name + ' detect':22s} + crop + HOG: {full:7.0f} frames/s  = {full / decode:.2f} of decode "
+        print(f"decode + {name:15s} + crop + HOG: {full:7.0f} frames/s  = {full / decode:.2f} of decode "
               f"(face in {found:.0%} of frames)")
     print(f"extract-audio fbank: {len(rows)} rows, real-time factor {rtf:.4f} ({1 / rtf:.0f}x faster than real time)")
 
