@@ -161,7 +161,7 @@ class BlazeFace:
 
         h, w = image.shape[:2]
         scale = self.size / max(h, w)
-        nh, nw = int(round(h * scale)), int(round(w * scale))
+        nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))  # a 1 x 1000 frame too
         canvas = np.zeros((self.size, self.size, 3), np.uint8)
         top, left = (self.size - nh) // 2, (self.size - nw) // 2
         canvas[top : top + nh, left : left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
@@ -293,7 +293,7 @@ class FaceFinder:
         import cv2
 
         _, (x, y, w, h), kp = face
-        side = 2.0 * max(w, h)
+        side = 2.0 * max(w, h, 1)
         centre = (x + w / 2.0, y + h / 2.0)
         M = cv2.getRotationMatrix2D(centre, roll_of(kp), self.close.size / side)
         M[:, 2] += np.array([self.close.size / 2.0, self.close.size / 2.0]) - np.array(centre)
@@ -306,6 +306,8 @@ class FaceFinder:
         first = list(map(self.far.letterbox, images))
         found = self.far.detect_prepared([p[0] for p in first], [p[1] for p in first], floor=self.floor)
         strong = self.far.score_threshold
+        # weak candidates of under 4 pixels are noise, and give the second look no surroundings
+        found = [[f for f in faces if f[0] >= strong or min(f[1][2:]) >= 4] for faces in found]
         looks = [(i, j) for i, faces in enumerate(found) for j, f in enumerate(faces) if self.refine or f[0] < strong]
         prepared = list(map(lambda ij: self.upright(images[ij[0]], found[ij[0]][ij[1]]), looks))
         second = self.close.detect_prepared([p[0] for p in prepared], [p[1] for p in prepared])

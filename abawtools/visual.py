@@ -282,7 +282,7 @@ class FaceCropper:
         scale = min(1.0, self.detect_width / max(w, 1))
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if scale < 1.0:
-            gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+            gray = cv2.resize(gray, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
         # no histogram equalisation: on frames with a large smooth background it stretches the
         # face's contrast away and the cascade misses it (measured: 43 % vs 100 % found)
         faces = self._cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))

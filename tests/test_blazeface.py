@@ -111,6 +111,13 @@ def test_no_invented_faces_on_plain_and_textured_backgrounds(detector, first_loo
     assert false <= 2
 
 
+@pytest.mark.parametrize("detector_name", ["blazeface", "haar"])
+def test_thin_and_tiny_frames_have_no_face_and_no_error(detector_name):
+    cropper = FaceCropper(HogExtractor.spec, detector=detector_name, align=detector_name == "blazeface")
+    frames = [np.full(shape, 128, np.uint8) for shape in ((1, 1000, 3), (1000, 1, 3), (2, 2, 3), (5, 7, 3))]
+    assert cropper.find_batch(frames) == [[], [], [], []]
+
+
 def test_a_batch_gives_the_same_faces_as_one_frame_at_a_time(detector):
     frames = _rolled_frames(60, n=5) + _rolled_frames(0, n=4) + _blobs(3)
     batched, alone = detector.find_batch(frames), [detector(f) for f in frames]
