@@ -6,10 +6,26 @@ import torch
 
 
 def pick_device(name="auto"):
-    """'auto' -> the first GPU if there is one, else the CPU; anything else as torch spells it."""
+    """'auto' -> the first GPU if there is one, else the CPU; anything else as torch spells it,
+    checked here, so a job on the wrong node fails in its first second with one line."""
+    from abawtools.errors import AbawError
+
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        import click
+
+        raise click.BadParameter(f"{name!r} is not a device (auto, cpu, cuda, cuda:1, ...)",
+                                 param_hint="--device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AbawError(f"--device {name}: no CUDA GPU is usable here (torch {torch.__version__}); "
+                            "--device auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise AbawError(f"--device {name}: this node has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def torch_dtype(name):

@@ -211,3 +211,25 @@ def test_every_bf16_path_runs_on_cpu(run, feats, tmp_path):
                   "--epochs", "1", "--batch-size", "8", "--accumulate", "1", "--workers", "0", "--dtype", "bf16",
                   "--device", "cpu"])
     assert result.exit_code == 0, result.stderr
+
+
+# ------------------------------------------------------------------ a job on the wrong node
+@pytest.mark.parametrize("command", [["extract-visual", "x.mp4"], ["extract-audio", "x.wav", "--model", "m"],
+                                     ["infer", "-m", "MODEL", "--visual", "v.npy"],
+                                     ["train", "TRAIN", "--epochs", "1"]])
+def test_a_device_that_is_not_here_fails_first_in_one_line(run, feats, tmp_path, command):
+    """--device bogus is bad usage (exit 2); --device cuda on a node without a GPU is one error
+    line (exit 1) before any work, whichever command is given it."""
+    model = tmp_path / "m.safetensors"
+    save_model(str(model), build_model(ModelConfig(visual_dim=8, audio_dim=4, d_model=16, layers=1, heads=2)))
+    train_csv = tmp_path / "t.csv"
+    abaw("window", "--visual-dir", feats / "visual", "--audio-dir", feats / "audio", "--label-dir", feats / "labels",
+         "-o", train_csv)
+    command = [{"MODEL": model, "TRAIN": train_csv, "v.npy": feats / "visual" / "v0.npy"}.get(a, a) for a in command]
+    result = run([*command, "--device", "bogus", "-o", tmp_path / "o.npy"])
+    assert result.exit_code == 2 and "'bogus' is not a device" in result.stderr, result.stderr
+    if torch.cuda.is_available():
+        return
+    result = run([*command, "--device", "cuda:0", "-o", tmp_path / "o.npy"])
+    assert "--device cuda:0: no CUDA GPU is usable here" in error_line(result)
+    assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.npy.ckpt").exists()
