@@ -307,8 +307,10 @@ class FinetuneJob(engine.Job):
     def validate(self, model, device, autocast_dtype):
         if self.val_index is None:
             return None
-        return score_affwild2(self.predict(model, self.val_index, device, autocast_dtype), self.val_index,
-                              self.prior())
+        logits = self.predict(model, self.val_index, device, autocast_dtype)
+        if self.val_index.videos:
+            return score_affwild2(logits, self.val_index, self.prior())
+        return score_images(logits, self.val_index)
 
     def prior(self):
         return (self.counts + 1) / (self.counts + 1).sum()
@@ -341,6 +343,15 @@ def score_affwild2(logits, index, prior):
         rows[index.frame[mine]] = logits[mine]
         pairs.append((vid, visual.fill_nearest(rows, fallback).argmax(axis=1), labels))
     return scoring.score(pairs)
+
+
+def score_images(logits, index):
+    """Macro F1 and accuracy over labelled still images (a static validation set, stage 1); an
+    unreadable image is left out."""
+    readable = np.isfinite(logits).all(axis=1)
+    pred = np.where(readable, np.nan_to_num(logits).argmax(axis=1), 0)
+    truth = np.where(readable, index.label, -1)
+    return scoring.score([(index.name, pred, truth)])
 
 
 # ------------------------------------------------------------------------------ output

@@ -142,8 +142,9 @@ def image_folder(root):
 
 
 # ----------------------------------------------------------------------------- RAF-DB
-def rafdb(root):
-    """--rafdb RAF-DB/basic: EmoLabel/list_patition_label.txt, training images (train_*) only.
+def rafdb(root, split="train"):
+    """--rafdb RAF-DB/basic: EmoLabel/list_patition_label.txt, training images (train_*) only;
+    `split="test"` (--val-rafdb): the test_* images only.
 
     Images from Image/aligned/NAME_aligned.jpg when that folder exists, else Image/original/NAME."""
     labels = _require(os.path.join(root, "EmoLabel", "list_patition_label.txt"), "RAF-DB label file")
@@ -157,15 +158,15 @@ def rafdb(root):
             if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in RAFDB:
                 raise AbawError(f"{labels}:{lineno}: expected 'NAME.jpg LABEL' with LABEL 1-7, got {line.strip()!r}")
             name, value = parts[0], int(parts[1])
-            if not name.startswith("train"):
-                dropped["test split"] += 1
+            if not name.startswith(split):
+                dropped["test split" if split == "train" else "training split"] += 1
                 continue
             stem, ext = os.path.splitext(name)
             rel.append(f"aligned/{stem}_aligned{ext}" if aligned else f"original/{name}")
             label.append(RAFDB[value])
-    index = ImageIndex(f"RAF-DB {root}", [os.path.join(root, "Image")], np.zeros(len(rel)), rel, label,
-                       dropped=dropped)
-    return _empty_check(index, f"--rafdb {root}")
+    index = ImageIndex(f"RAF-DB {root}" + (" (test split)" if split != "train" else ""), [os.path.join(root, "Image")],
+                       np.zeros(len(rel)), rel, label, dropped=dropped)
+    return _empty_check(index, f"--{'val-' if split != 'train' else ''}rafdb {root}")
 
 
 # ----------------------------------------------------------------------------- FERPlus

@@ -4,7 +4,7 @@
 #
 #   bash examples/finetune.sh BASE STATIC_FLAGS CROPPED_ALIGNED TRAIN_LABELS VAL_LABELS [OUT] [-- finetune flags]
 #   bash examples/finetune.sh microsoft/beit-large-patch16-224-pt22k \
-#       "--rafdb RAF-DB/basic --ferplus FERPlus --affectnet AffectNet" \
+#       "--rafdb RAF-DB/basic --ferplus FERPlus --affectnet AffectNet --val-rafdb RAF-DB/basic" \
 #       cropped_aligned EXPR_Recognition_Challenge/Train_Set EXPR_Recognition_Challenge/Validation_Set work
 #
 # A rerun skips what is done (a finished folder exists) and resumes what was interrupted.

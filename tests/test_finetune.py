@@ -122,6 +122,38 @@ def test_two_stages_through_finetune_sh_extract_and_score_above_untuned(tree, tm
     assert tuned["macro_f1"] > untuned["macro_f1"] + 0.1
 
 
+def test_stage_one_validates_on_still_images(tree, tmp_path, run):
+    """--val-rafdb: the best epoch by macro F1 on RAF-DB's test split, kept; its score equals one
+    computed here from the saved folder, image by image."""
+    import cv2
+
+    d = tree
+    result = run(["finetune", "--model", d["beit"], "-o", tmp_path / "s1", "--images", d["images"], "--val-rafdb",
+                  d["raf"], "--epochs", "5", "--lr", "3e-3", *FAST])
+    assert result.exit_code == 0, result.stderr
+    assert "val RAF-DB" in result.stderr and "(test split)" in result.stderr
+    record = json.load(open(tmp_path / "s1" / "finetune.json"))
+    val = [s for s in record["sources"] if s["role"] == "val"]
+    assert len(val) == 1 and val[0]["images"] == 8 and val[0]["left_out"] == {"training split": 32}
+    history, best = record["training"]["history"], record["training"]["best"]
+    assert len(history) == 5 and best["val_macro_f1"] == max(h["val_macro_f1"] for h in history)
+    # independently: the saved model's logits on the test images, macro F1 over the classes present
+    raf = imagesets.rafdb(d["raf"], split="test")
+    extractor = visual.HFImageExtractor(str(tmp_path / "s1"), logits=True)
+    crops = [visual.resize_face(cv2.imread(raf.path(i)), extractor.spec) for i in range(len(raf))]
+    pred, truth = extractor(crops).argmax(axis=1), raf.label.astype(int)
+    f1 = []
+    for c in sorted(set(truth) | set(pred)):
+        tp, fp, fn = np.sum((pred == c) & (truth == c)), np.sum((pred == c) & (truth != c)), np.sum((pred != c) & (truth == c))
+        f1.append(2 * tp / (2 * tp + fp + fn))
+    print("stage 1 on still images: val macro F1 per epoch", [round(h["val_macro_f1"], 4) for h in history])
+    assert best["val_macro_f1"] == pytest.approx(np.mean(f1), abs=1e-9)
+    assert best["val_accuracy"] == pytest.approx(np.mean(pred == truth), abs=1e-9)
+    both = run(["finetune", "--model", d["beit"], "-o", tmp_path / "x", "--images", d["images"], "--val-images",
+                d["images"], "--val", d["cropped"], d["val"]])
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
 def test_resume_after_stop_gives_identical_weights(tree, tmp_path, run):
     d = tree
     common = ["finetune", "--model", d["beit"], "--images", d["images"], "--epochs", "2", "--lr", "1e-3",

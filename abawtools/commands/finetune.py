@@ -28,6 +28,10 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--val", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
               metavar="CROPPED_ALIGNED LABEL_DIR",
               help="Aff-Wild2 validation, scored each epoch as the challenge does (all labelled frames, pooled).")
+@click.option("--val-images", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="Static validation (stage 1): one sub-folder per class, as --images; scored per image.")
+@click.option("--val-rafdb", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="Static validation (stage 1): RAF-DB basic's test_* images.")
 @click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Images per micro-batch.")
 @click.option("--accumulate", default=8, show_default=True, type=click.IntRange(min=1),
@@ -61,7 +65,8 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0),
               help="DataLoader processes that decode and resize images.")
 @_common.run_options(patience=10, checkpoint_every=500)
-def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, affwild2, every, val, epochs,
+def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, affwild2, every, val, val_images,
+        val_rafdb, epochs,
         batch_size, accumulate, lr, head_lr_mult, layer_decay, weight_decay, head_weight_decay, warmup, loss_name,
         gamma, label_smoothing, class_weights, beta, balanced_sampling, no_flip, crop_scale, jitter, grayscale,
         image_size, seed, device, dtype, no_bf16, patience, checkpoint_every, workers, resume_dir, threads,
@@ -78,7 +83,7 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     \b
     Examples:
       abaw finetune --model microsoft/beit-large-patch16-224-pt22k -o beit-static/ \\
-          --rafdb RAF-DB/basic --ferplus FERPlus/ --affectnet AffectNet/ --images more/
+          --rafdb RAF-DB/basic --ferplus FERPlus/ --affectnet AffectNet/ --images more/ --val-rafdb RAF-DB/basic
       abaw finetune --model beit-static/ -o beit-affwild2/ --every 5 \\
           --affwild2 cropped_aligned/ EXPR_Recognition_Challenge/Train_Set \\
           --val cropped_aligned/ EXPR_Recognition_Challenge/Validation_Set
@@ -97,7 +102,10 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
         raise click.UsageError(_SOURCES)
     if label_smoothing and loss_name != "ce":
         raise click.BadParameter("label smoothing needs --loss ce", param_hint="--label-smoothing")
-    if patience and not val:
+    if val and (val_images or val_rafdb):
+        raise click.UsageError("validate on Aff-Wild2 (--val, scored per video as the challenge does) or on still "
+                               "images (--val-images, --val-rafdb), not both")
+    if patience and not (val or val_images or val_rafdb):
         patience = 0  # nothing to stop on
     output = output.rstrip("/") or output
     check_output_dir(output)
@@ -108,6 +116,8 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
     parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
     val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
+    val_parts += [imagesets.image_folder(d) for d in val_images]
+    val_parts += [imagesets.rafdb(d, split="test") for d in val_rafdb]
     roles = [(p, "train") for p in parts] + [(p, "val") for p in val_parts]
     for part, role in roles:
         kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
