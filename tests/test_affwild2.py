@@ -150,3 +150,30 @@ def test_template_video_without_any_prediction_is_an_error_naming_it(tmp_path):
     assert "b_left" in proc.stderr.decode()
     assert open(tmp_path / "sub.csv").read().splitlines()[1:] == \
         [f"a/{t:05d}.jpg,1" for t in range(1, 6)] + [f"b_left/{t:05d}.jpg,0" for t in range(1, 6)]
+
+
+def test_infer_runs_the_videos_of_every_split_it_is_given(pristine, tmp_path):
+    """infer --like-dir VAL --like-template TEST: the videos of both (each checked against its T),
+    nothing else of the feature folder; a wrong T in any of them is an error naming it."""
+    from abawtools.model import ModelConfig, build_model, save_model
+
+    tree = __import__("pathlib").Path(pristine)
+    lengths = annotation_lengths(tree)
+    rng = np.random.default_rng(0)
+    for kind, dim in (("vis", 6), ("aud", 4)):
+        (tmp_path / kind).mkdir()
+        for vid, T in lengths.items():
+            np.save(tmp_path / kind / f"{vid}.npy", rng.normal(size=(T, dim)).astype(np.float32))
+    model = tmp_path / "m.safetensors"
+    save_model(str(model), build_model(ModelConfig(visual_dim=6, audio_dim=4, d_model=16, layers=1, heads=2)))
+    common = ["infer", "-m", model, "--visual-dir", tmp_path / "vis", "--audio-dir", tmp_path / "aud",
+              "--like-dir", tree / LABELS / "Validation_Set", "--like-template", tree / TEMPLATE]
+    abaw(*common, "-o", f"{tmp_path / 'out'}/")
+    wanted = sorted([f[:-4] for f in os.listdir(tree / LABELS / "Validation_Set")]
+                    + list(formats.template_frames(str(tree / TEMPLATE))))
+    assert sorted(f[:-4] for f in os.listdir(tmp_path / "out")) == wanted
+    assert all(np.load(tmp_path / "out" / f"{v}.npy").shape == (lengths[v], 8) for v in wanted)
+    vid = wanted[0]
+    np.save(tmp_path / "vis" / f"{vid}.npy", np.zeros((lengths[vid] - 4, 6), np.float32))
+    proc = abaw(*common, "-o", f"{tmp_path / 'again'}/", check=False)
+    assert proc.returncode == 1 and vid in proc.stderr.decode() and "the annotation" in proc.stderr.decode()

@@ -27,11 +27,12 @@ from abawtools.commands import _common
 @click.option("--dtype", type=click.Choice(["fp32", "auto", "bf16"]), default="fp32", show_default=True,
               help="fp32; auto: bf16 autocast on CUDA; bf16: autocast on any device.")
 @click.option("--bf16", is_flag=True, hidden=True)
-@click.option("--like-dir", type=click.Path(exists=True, file_okay=False), default=None,
+@click.option("--like-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="With --visual-dir: only the videos this label folder (ID.txt) names, each checked to have "
-              "the annotation's T (a validation split, not every file in the feature folder).")
-@click.option("--like-template", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="With --visual-dir: only the videos the organisers' template lists (the test set).")
+              "the annotation's T (a validation split, not every file in the feature folder). Repeatable.")
+@click.option("--like-template", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="With --visual-dir: only the videos the organisers' template lists (the test set). "
+              "Repeatable; with --like-dir, the videos of both.")
 @_common.shard_option
 @_common.skip_existing_option
 def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, window, stride, batch_size, device, dtype, bf16,
@@ -64,8 +65,6 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
         raise click.UsageError("--visual-dir needs --audio-dir")
     if (like_dir or like_template) and not visual_dir:
         raise click.UsageError("--like-dir / --like-template select videos of --visual-dir")
-    if like_dir and like_template:
-        raise click.UsageError("give one of --like-dir, --like-template")
     weights = _weights(weights, len(model_paths))
     if visual and output not in (None, "-"):
         _common.check_output_dir(output)  # before the work, not after it
@@ -84,16 +83,20 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
         if output in (None, "-"):
             raise click.UsageError("--visual-dir needs -o FOLDER")
         os.makedirs(output, exist_ok=True)
-        if like_dir:
-            wanted = {f[:-4]: os.path.join(like_dir, f) for f in sorted(os.listdir(like_dir)) if f.endswith(".txt")}
-        elif like_template:
-            wanted = {vid: max(fr) for vid, fr in sorted(formats.template_frames(like_template).items())}
-        else:
+        wanted = {}  # video -> its label file (T to check), the template's last frame, or None
+        for folder in like_dir:
+            for f in sorted(os.listdir(folder)):
+                if f.endswith(".txt"):
+                    wanted.setdefault(f[:-4], os.path.join(folder, f))
+        for template in like_template:
+            for vid, numbers in sorted(formats.template_frames(template).items()):
+                wanted.setdefault(vid, max(numbers))
+        if not (like_dir or like_template):
             wanted = {formats.video_id(f): None for f in sorted(os.listdir(visual_dir)) if f.endswith(".npy")}
         absent = [vid for vid in wanted if not os.path.exists(os.path.join(visual_dir, vid + ".npy"))]
         if absent and (like_dir or like_template):
-            raise AbawError(f"{len(absent)} video(s) named by {like_dir or like_template} have no visual features "
-                            f"in {visual_dir}: {', '.join(absent[:5])}")
+            raise AbawError(f"{len(absent)} video(s) named by {', '.join(like_dir + like_template)} have no visual "
+                            f"features in {visual_dir}: {', '.join(absent[:5])}")
         plan = []
         for vid, like in wanted.items():
             v_path = os.path.join(visual_dir, vid + ".npy")
