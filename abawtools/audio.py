@@ -122,6 +122,7 @@ class SpeechModel:
     def __init__(self, name, device="cpu", dtype=None):
         import torch
 
+        self.name = name
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = load_pretrained(name, "speech", self.device, dtype)
@@ -133,8 +134,11 @@ class SpeechModel:
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
         if self.dtype is not None:
             x = x.to(self.dtype)
+        from abawtools import runtime
+
         with torch.no_grad():
-            return self.model(x).last_hidden_state[0].float().cpu().numpy()
+            feats = self.model(x).last_hidden_state[0].float().cpu().numpy()
+        return runtime.finite_output(feats, self.name, "audio rows", self.dtype)
 
 
 def _wants_normalised_input(name):

@@ -165,6 +165,18 @@ def check_features(path, shape, dtype):
         raise AbawError(f"{path}: features must be float16/float32, got {dtype}")
 
 
+def narrow_float(arr, dtype, name):
+    """`arr` as the float `dtype`; a finite value beyond its range (float16: +-65504) is an error,
+    not an Inf that every later command would read as a missing row."""
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    overflow = np.isfinite(arr) & ~np.isfinite(out)
+    if overflow.any():
+        raise AbawError(f"{name}: values up to {np.abs(arr[overflow]).max():.3g} do not fit in {np.dtype(dtype).name}; "
+                        "use --save-dtype float32")
+    return out
+
+
 def feature_rows(path):
     """Rows of a per-frame feature file, read from its header and checked (check_features)."""
     shape, dtype, _ = npy_header(path)

@@ -47,3 +47,19 @@ def autocast(device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def finite_output(values, source, unit, dtype=None):
+    """A backbone's outputs (N, D), checked: NaN or Inf there is an overflow (fp16's range is
+    +-65504, which large models' activations exceed) or broken weights. Passed on, it would read
+    downstream as "no face" / "no audio" and vanish from the results without a word."""
+    import numpy as np
+
+    from abawtools.errors import AbawError
+
+    bad = ~np.isfinite(values).all(axis=-1)
+    if bad.any():
+        hint = ("fp16 overflows: use --dtype bf16 or fp32" if dtype == torch.float16
+                else "are the model's weights finite?")
+        raise AbawError(f"{source}: the model gave NaN or Inf for {int(bad.sum())} of {len(bad)} {unit}; {hint}")
+    return values

@@ -483,6 +483,7 @@ class HFImageExtractor:
     def __init__(self, name, device="cpu", dtype=None, logits=False):
         import torch
 
+        self.name = name
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = load_backbone(name, self.device, dtype)
@@ -501,11 +502,14 @@ class HFImageExtractor:
     def __call__(self, crops):
         import torch
 
+        from abawtools import runtime
+
         x = normalize(torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2), self.spec)
         if self.dtype is not None:
             x = x.to(self.dtype)
         with torch.no_grad():
             feats = pooled_features(self.model, x).float()
+            runtime.finite_output(feats.cpu().numpy(), self.name, "faces", self.dtype)
             if self.head is not None:
                 feats = head_logits(feats @ self.head[0].T + self.head[1], self.columns)
         feats = feats.cpu().numpy()

@@ -233,3 +233,38 @@ def test_a_device_that_is_not_here_fails_first_in_one_line(run, feats, tmp_path,
     result = run([*command, "--device", "cuda:0", "-o", tmp_path / "o.npy"])
     assert "--device cuda:0: no CUDA GPU is usable here" in error_line(result)
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.npy.ckpt").exists()
+
+
+# ------------------------------------------------------- overflow is an error, never "no face"
+@pytest.fixture(scope="module")
+def huge_backbone(tmp_path_factory):
+    """A tiny ResNet whose last stage's activations are scaled by 1e5: features ~1e9."""
+    import transformers
+
+    from abawtools import demo
+
+    path = demo.tiny_backbone(str(tmp_path_factory.mktemp("huge") / "resnet"), "resnet")
+    model = transformers.ResNetModel.from_pretrained(path)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.BatchNorm2d) and "stages.1" in name:
+                module.weight.mul_(1e5)
+                module.bias.mul_(1e5)
+    model.save_pretrained(path)
+    return path
+
+
+def test_features_beyond_float16_are_an_error_not_missing_faces(run, huge_backbone, tmp_path):
+    import imagedata
+
+    imagedata.image_folder(str(tmp_path / "faces"), 3, np.random.default_rng(0))
+    crops = tmp_path / "faces" / "happy"  # 0000.jpg .. 0002.jpg: frames -1 .. 1
+    base = ["extract-visual", crops, "--no-detect", "--model", huge_backbone]
+    result = run([*base, "--save-dtype", "float16", "-o", tmp_path / "f16.npy"])
+    assert "do not fit in float16; use --save-dtype float32" in error_line(result)
+    result = run([*base, "--dtype", "fp16", "-o", tmp_path / "h.npy"])
+    assert "the model gave NaN or Inf for 2 of 2 faces; fp16 overflows: use --dtype bf16 or fp32" in error_line(result)
+    assert not (tmp_path / "f16.npy").exists() and not (tmp_path / "h.npy").exists()
+    assert run([*base, "-o", tmp_path / "f32.npy"]).exit_code == 0
+    feats = np.load(tmp_path / "f32.npy")
+    assert np.isfinite(feats[1:]).all() and np.abs(feats).max() > 1e6

@@ -113,7 +113,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
         _common.log(f"{formats.video_id(path)}: {len(feats)} frames, {missing} without a face{note}")
         if logits:
             feats = extractor.fill_missing(feats)
-        formats.write_npy(out, feats.astype(save_dtype))
+        formats.write_npy(out, formats.narrow_float(feats, save_dtype, formats.video_id(path)))
 
 
 def _frames_hint(path):
