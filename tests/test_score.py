@@ -94,10 +94,16 @@ def test_unmatched_names_reported(run, tmp_path, rng):
     os.remove(label_dir / "vid2.txt")
     write_label_file(label_dir / "extra.txt", [0, 1])
     res = run(["score", "--pred-dir", pred_dir, "--label-dir", label_dir])
+    # a labelled video without a prediction: the score would not be the split's
+    assert res.exit_code == 1 and res.stdout == ""
+    assert "1 labelled video(s) of" in res.stderr and "extra (--allow-missing scores the others)" in res.stderr
+    res = run(["score", "--pred-dir", pred_dir, "--label-dir", label_dir, "--allow-missing"])
     out = json.loads(res.stdout)
     assert out["unmatched_predictions"] == ["vid2"] and out["unmatched_labels"] == ["extra"]
     assert "vid2" in res.stderr and "extra" in res.stderr
     assert out["videos"] == 2
+    os.remove(label_dir / "extra.txt")  # predictions without labels are only listed
+    assert run(["score", "--pred-dir", pred_dir, "--label-dir", label_dir]).exit_code == 0
 
 
 def test_length_mismatch_names_video_and_lengths(tmp_path):

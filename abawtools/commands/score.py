@@ -15,12 +15,16 @@ from abawtools.errors import AbawError
               help="Where the scores go (written whole and renamed into place: make never sees half a file).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG: confusion matrix and per-video timelines (needs matplotlib).")
-def cli(pair, pred_dir, label_dir, submission, fmt, output, plot):
+@click.option("--allow-missing", is_flag=True,
+              help="Score the videos that have a prediction even when some labelled ones have none (listed "
+              "under unmatched_labels); without it that is an error, since the score would not be the split's.")
+def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing):
     """Score predictions: unweighted mean F1 over the 8 classes, all valid frames pooled.
 
     PRED is a label file or a logits NPY (argmax is taken); `-` reads it from stdin. Frames
     labelled -1 are skipped; a class absent from both truth and predictions is left out of the
-    mean and listed under absent_classes.
+    mean and listed under absent_classes. With --label-dir, every labelled video must have a
+    prediction (--allow-missing: score those that do); predictions without labels are listed.
 
     \b
     Examples:
@@ -45,6 +49,11 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot):
         pairs, unmatched = _load_dirs(pred_dir, label_dir)
     else:
         pairs, unmatched = _load_submission(submission, label_dir)
+    missing = unmatched.get("unmatched_labels")
+    if missing and not allow_missing:
+        raise AbawError(f"{len(missing)} labelled video(s) of {label_dir} have no prediction in "
+                        f"{pred_dir or submission}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                        "(--allow-missing scores the others)")
 
     result = scoring.score(pairs)
     if result["frames"] == 0:
@@ -94,7 +103,7 @@ def _report_unmatched(pred_only, label_only, what):
     if pred_only:
         log(f"warning: {len(pred_only)} {what} without labels, not scored: {', '.join(pred_only[:5])}"
             + (" ..." if len(pred_only) > 5 else ""))
-    if label_only:
+    if label_only:  # an error unless --allow-missing
         log(f"warning: {len(label_only)} label file(s) without a prediction, not scored: {', '.join(label_only[:5])}"
             + (" ..." if len(label_only) > 5 else ""))
     return {"unmatched_predictions": pred_only, "unmatched_labels": label_only}
