@@ -42,6 +42,23 @@ def test_extract_visual_video_marks_faceless_frames(clip, tmp_path):
     assert b"without a face" in proc.stderr
 
 
+def test_a_source_far_from_t_is_said(clip, tmp_path, run):
+    """T rules (rows cut or NaN-padded to it); a video or a crop folder far from it is probably
+    paired with the wrong label file: a warning naming both. Crops ending early are normal."""
+    root, T, _ = clip
+    for frames, warned in ((T, False), (T + 2, False), (T + 10, True), (T - 10, True)):
+        result = run(["extract-visual", root / "clip.mp4", "--frames", frames, "-o", tmp_path / "v.npy"])
+        assert result.exit_code == 0 and np.load(tmp_path / "v.npy").shape[0] == frames
+        assert (f"has {T} frames, T is {frames}" in result.stderr) == warned, result.stderr
+    folder = tmp_path / "crops" / "c"
+    folder.mkdir(parents=True)
+    for t in (1, 2, 30):
+        cv2.imwrite(str(folder / f"{t:05d}.jpg"), demo.load_face(FACE_PNG, size=64))
+    for frames, warned in ((40, False), (31, False), (20, True)):
+        result = run(["extract-visual", folder, "--no-detect", "--frames", frames, "-o", tmp_path / "c.npy"])
+        assert result.exit_code == 0 and ("images up to frame 30, past T = 20" in result.stderr) == warned
+
+
 def test_extract_visual_same_result_with_any_number_of_workers(clip):
     root = clip[0]
     source, cropper, hog = visual.open_source(str(root / "clip.mp4")), visual.FaceCropper(visual.HogExtractor.spec), visual.HogExtractor()

@@ -104,6 +104,8 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
         feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers,
                                subject=side, crops_dir=os.path.join(crops_dir, vid) if crops_dir else None)
         bar.close()
+        if target is not None:
+            _check_source_length(vid, path, source, target)
         announced = getattr(source, "announced", source.frames)
         if source.frames < announced:
             _common.log(f"warning: {formats.video_id(path)}: decoded {source.frames} frames, the container announces "
@@ -114,6 +116,21 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
         if logits:
             feats = extractor.fill_missing(feats)
         formats.write_npy(out, formats.narrow_float(feats, save_dtype, formats.video_id(path)))
+
+
+def _check_source_length(vid, path, source, T):
+    """T (the annotation's) rules; a source far from it is likely the wrong video or label file:
+    said, naming both, beyond 2 frames per minute of video (at 30 fps; 2 at least)."""
+    from abawtools.visual import FrameFolder
+
+    tolerance = max(2, 2 * T // 1800)
+    if isinstance(source, FrameFolder):  # crops stop early where the face is lost: only an overrun counts
+        if source.frames > T + tolerance:
+            _common.log(f"warning: {vid}: {path} has images up to frame {source.frames}, past T = {T}; the rows past "
+                        "T are cut: is T (--like, --like-dir, --frames) the right one for this folder?")
+    elif abs(source.frames - T) > tolerance:
+        _common.log(f"warning: {vid}: {path} has {source.frames} frames, T is {T} (rows past it cut, missing ones "
+                    "NaN): is T (--like, --like-dir, --frames) the right one for this video?")
 
 
 def _frames_hint(path):
