@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from abawtools import CLASSES, engine, imagesets, loss, runtime, scoring, visual
+from abawtools import CLASSES, engine, formats, imagesets, loss, runtime, scoring, visual
 from abawtools.errors import AbawError
 from abawtools.hf import preprocessor_config
 
@@ -361,10 +360,7 @@ def save_finetuned(out_dir, model, spec, base, classes, prior, record):
     Written beside the target and renamed into place: never half a folder."""
     from safetensors.torch import save_file
 
-    out_dir = out_dir.rstrip("/") or out_dir
-    tmp = f"{out_dir}.part-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with formats.atomic_folder(out_dir) as tmp:
         model.backbone.save_pretrained(tmp, safe_serialization=True)
         pre = preprocessor_config(base) if base else {}
         pre.update(spec.to_preprocessor_config())
@@ -376,16 +372,6 @@ def save_finetuned(out_dir, model, spec, base, classes, prior, record):
                   metadata={"abaw.classes": json.dumps(classes), "abaw.prior": json.dumps([float(p) for p in prior])})
         with open(os.path.join(tmp, "finetune.json"), "w") as fh:
             json.dump(record, fh, indent=2, sort_keys=True)
-        old = None
-        if os.path.exists(out_dir):
-            old = f"{out_dir}.old-{os.getpid()}"
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def finetune(base, parts, opts, checkpoint_dir, val_parts=None, log=print, stop_after_steps=None,

@@ -82,10 +82,10 @@ def atomic_output(path, mode="wb"):
         raise
 
 
-def _remove_stale_parts(folder, stem):
-    import re
-
-    pattern = re.compile(re.escape(stem) + r"\.(\d+)\.[^.]*\.part$")
+def _remove_stale_parts(folder, stem, pattern=r"\.(\d+)\.[^.]*\.part$", remove=os.unlink):
+    """Remove what a killed run left beside a target: names matching stem + pattern whose process
+    (the pattern's group 1) is gone."""
+    pattern = re.compile(re.escape(stem) + pattern)
     try:
         names = os.listdir(folder)
     except OSError:
@@ -98,9 +98,41 @@ def _remove_stale_parts(folder, stem):
             os.kill(int(m.group(1)), 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, name))
+                remove(os.path.join(folder, name))
         except (PermissionError, OverflowError, ValueError):
             pass
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a temporary folder `.NAME.part-PID` beside `path`; when the block succeeds it replaces
+    `path` whole (what was there before is removed: no file of an earlier run stays mixed in), else
+    it is deleted. A killed run's folder (its process gone) is removed by the next one."""
+    import shutil
+
+    path = path.rstrip("/") or path
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise AbawError(f"{path}: cannot create the folder {parent} ({exc.strerror})") from None
+    stem = "." + os.fsencode(os.path.basename(path))[:100].decode(errors="ignore")
+    _remove_stale_parts(parent, stem, r"\.(?:part|old)-(\d+)$", lambda p: shutil.rmtree(p, ignore_errors=True))
+    tmp = os.path.join(parent, f"{stem}.part-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        old = None
+        if os.path.lexists(path):
+            old = os.path.join(parent, f"{stem}.old-{os.getpid()}")
+            os.rename(path, old)
+        os.rename(tmp, path)
+        if old:
+            shutil.rmtree(old, ignore_errors=True) if os.path.isdir(old) else os.unlink(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_npy(path, array):

@@ -572,13 +572,6 @@ def load_extractor(name, device="cpu", dtype=None, logits=False):
 
 
 # ------------------------------------------------------------------------------ pipeline
-def write_bytes_atomically(path, data):
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.part"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def extract(source, extractor, cropper, batch_size=64, frames=None, progress=None, queue_batches=4, workers=None,
             subject="largest", crops_dir=None):
     """Features (T, D) float32 for every frame of `source`; NaN rows where there is no face.
@@ -591,16 +584,26 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
 
     `crops_dir`: each face crop is also written as crops_dir/%05d.jpg (frame t -> t + 1), 112x112,
     the cropped_aligned layout, and the model is given exactly that file's pixels, so reading the
-    folder back with --no-detect gives the same features.
+    folder back with --no-detect gives the same features. The folder is written whole, beside its
+    place, and replaces what was there only when the video is done (formats.atomic_folder): no
+    crop of an earlier run stays mixed in, no half folder is left.
     """
+    args = (source, extractor, cropper, batch_size, frames, progress, queue_batches, workers, subject)
+    if not crops_dir:
+        return _extract(*args, None)
+    from abawtools import formats
+
+    with formats.atomic_folder(crops_dir) as tmp:
+        return _extract(*args, tmp)
+
+
+def _extract(source, extractor, cropper, batch_size, frames, progress, queue_batches, workers, subject, crops_dir):
     from concurrent.futures import ThreadPoolExecutor
 
     workers = workers or min(8, os.cpu_count() or 1)
     q = queue.Queue(maxsize=queue_batches)
     error = []
     track = FaceTrack(subject)
-    if crops_dir:
-        os.makedirs(crops_dir, exist_ok=True)
 
     def detect(pool, images):
         """Each frame's faces: one batch for the detector, per-frame work on the pool's threads."""
@@ -618,7 +621,8 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
             import cv2
 
             data = encode_crop(region)
-            write_bytes_atomically(os.path.join(crops_dir, f"{t + 1:05d}.jpg"), data)
+            with open(os.path.join(crops_dir, f"{t + 1:05d}.jpg"), "wb") as fh:  # in the run's own folder
+                fh.write(data)
             region = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         return resize_face(region, cropper.spec)
 

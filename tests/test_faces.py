@@ -101,3 +101,11 @@ def test_crops_layout_read_back_gives_the_same_features_with_any_workers(run, tm
     result = run(["extract-visual", tmp_path / "c1" / "clip", "--no-detect", "--frames", "14", "-o", tmp_path / "b.npy"])
     assert result.exit_code == 0, result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), outs[0])
+    # a rerun replaces the folder whole: a crop of an earlier run (here frame 8, faceless now) never
+    # stays mixed in; what a killed run left beside it is removed
+    (tmp_path / "c1" / "clip" / "00008.jpg").write_bytes((tmp_path / "c1" / "clip" / "00001.jpg").read_bytes())
+    (tmp_path / "c1" / ".clip.part-999999999").mkdir()
+    result = run(["extract-visual", video, "--crops", tmp_path / "c1", "-o", tmp_path / "again" / "clip.npy"])
+    assert result.exit_code == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "c1")) == ["clip"]
+    assert sorted(os.listdir(tmp_path / "c1" / "clip")) == [f"{t:05d}.jpg" for t in [*range(1, 7), *range(10, 15)]]
