@@ -244,6 +244,18 @@ def affectnet(root, precropped=False):
     return _empty_check(index, f"--affectnet {root}")
 
 
+def shared(parts, val_parts):
+    """What validation shares with training: Aff-Wild2 video IDs in both, and still images (by
+    path) in both. Sorted names; empty when validation is held out."""
+    train_videos = {vid for p in parts for vid, _ in p.videos}
+    names = {vid for p in val_parts for vid, _ in p.videos if vid in train_videos}
+    still_val = {os.path.normpath(p.path(i)) for p in val_parts if not p.videos for i in range(len(p))}
+    if still_val:
+        names |= {path for p in parts if not p.videos for path in map(os.path.normpath, map(p.path, range(len(p))))
+                  if path in still_val}
+    return sorted(names)
+
+
 # ---------------------------------------------------------------------------- Aff-Wild2
 def affwild2(cropped, label_dir, every=1, validation=False):
     """--affwild2 CROPPED_ALIGNED LABEL_DIR: every labelled frame that has a jpg.

@@ -105,6 +105,10 @@ class WindowJob(engine.Job):
                 raise AbawError("validation features have other dimensions than the training features")
             if not any((v.labels >= 0).any() for v in self.val_videos):
                 raise AbawError("--val: every frame of the validation videos is labelled -1, nothing to score")
+            shared = sorted({r["video"] for r in self.rows} & {r["video"] for r in self.val_rows})
+            if shared and rank == 0:
+                log(f"warning: {len(shared)} validation video(s) are training videos too ({', '.join(shared[:5])}"
+                    f"{' ...' if len(shared) > 5 else ''}): the validation score is not held out")
         model = build_model(cfg)
         self.counts = trainset.class_counts()
         if opts.class_weights:

@@ -149,9 +149,18 @@ def test_stage_one_validates_on_still_images(tree, tmp_path, run):
     print("stage 1 on still images: val macro F1 per epoch", [round(h["val_macro_f1"], 4) for h in history])
     assert best["val_macro_f1"] == pytest.approx(np.mean(f1), abs=1e-9)
     assert best["val_accuracy"] == pytest.approx(np.mean(pred == truth), abs=1e-9)
+    assert "warning" not in result.stderr  # RAF-DB's test split is held out
     both = run(["finetune", "--model", d["beit"], "-o", tmp_path / "x", "--images", d["images"], "--val-images",
                 d["images"], "--val", d["cropped"], d["val"]])
     assert both.exit_code == 2 and "not both" in both.stderr
+    # validating on what it trains on: said, for still images (by path) and Aff-Wild2 videos (by ID)
+    same = run(["finetune", "--model", d["beit"], "-o", tmp_path / "y", "--images", d["images"], "--val-images",
+                d["images"], "--epochs", "1", *FAST])
+    assert same.exit_code == 0 and "warning: validation shares 84 video(s) or image(s) with training" in same.stderr
+    assert imagesets.shared([imagesets.affwild2(d["cropped"], d["train"])],
+                            [imagesets.affwild2(d["cropped"], d["train"], validation=True)]) == [f"t{i}" for i in range(8)]
+    assert imagesets.shared([imagesets.affwild2(d["cropped"], d["train"])],
+                            [imagesets.affwild2(d["cropped"], d["val"], validation=True)]) == []
 
 
 def test_resume_after_stop_gives_identical_weights(tree, tmp_path, run):

@@ -199,6 +199,16 @@ def test_seed_reproducible(tmp_path, rng):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_validation_videos_that_are_training_videos_are_said(tmp_path, rng, run):
+    train_csv, val_csv = _dataset(tmp_path, rng)
+    result = run(["train", train_csv, "--val", train_csv, "-o", tmp_path / "a.safetensors", "--epochs", "1", *SMALL])
+    assert result.exit_code == 0, result.stderr
+    assert "warning: 8 validation video(s) are training videos too (v0, v1, v2, v3, v4 ...): the validation " \
+           "score is not held out" in result.stderr
+    result = run(["train", train_csv, "--val", val_csv, "-o", tmp_path / "b.safetensors", "--epochs", "1", *SMALL])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+
+
 def test_infer_errors(tmp_path, rng):
     train_csv, _ = _dataset(tmp_path, rng)
     model = tmp_path / "m.safetensors"

@@ -118,6 +118,10 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
     val_parts += [imagesets.image_folder(d) for d in val_images]
     val_parts += [imagesets.rafdb(d, split="test") for d in val_rafdb]
+    overlap = imagesets.shared(parts, val_parts)
+    if overlap:
+        log(f"warning: validation shares {len(overlap)} video(s) or image(s) with training ({', '.join(overlap[:3])}"
+            f"{' ...' if len(overlap) > 3 else ''}): the validation score is not held out")
     roles = [(p, "train") for p in parts] + [(p, "val") for p in val_parts]
     for part, role in roles:
         kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
