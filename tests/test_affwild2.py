@@ -152,7 +152,7 @@ def test_template_video_without_any_prediction_is_an_error_naming_it(tmp_path):
         [f"a/{t:05d}.jpg,1" for t in range(1, 6)] + [f"b_left/{t:05d}.jpg,0" for t in range(1, 6)]
 
 
-def test_infer_runs_the_videos_of_every_split_it_is_given(pristine, tmp_path):
+def test_infer_runs_the_videos_of_every_split_it_is_given(pristine, tmp_path, run):
     """infer --like-dir VAL --like-template TEST: the videos of both (each checked against its T),
     nothing else of the feature folder; a wrong T in any of them is an error naming it."""
     from abawtools.model import ModelConfig, build_model, save_model
@@ -168,12 +168,12 @@ def test_infer_runs_the_videos_of_every_split_it_is_given(pristine, tmp_path):
     save_model(str(model), build_model(ModelConfig(visual_dim=6, audio_dim=4, d_model=16, layers=1, heads=2)))
     common = ["infer", "-m", model, "--visual-dir", tmp_path / "vis", "--audio-dir", tmp_path / "aud",
               "--like-dir", tree / LABELS / "Validation_Set", "--like-template", tree / TEMPLATE]
-    abaw(*common, "-o", f"{tmp_path / 'out'}/")
+    assert run([*common, "-o", f"{tmp_path / 'out'}/"]).exit_code == 0
     wanted = sorted([f[:-4] for f in os.listdir(tree / LABELS / "Validation_Set")]
                     + list(formats.template_frames(str(tree / TEMPLATE))))
     assert sorted(f[:-4] for f in os.listdir(tmp_path / "out")) == wanted
     assert all(np.load(tmp_path / "out" / f"{v}.npy").shape == (lengths[v], 8) for v in wanted)
     vid = wanted[0]
     np.save(tmp_path / "vis" / f"{vid}.npy", np.zeros((lengths[vid] - 4, 6), np.float32))
-    proc = abaw(*common, "-o", f"{tmp_path / 'again'}/", check=False)
-    assert proc.returncode == 1 and vid in proc.stderr.decode() and "the annotation" in proc.stderr.decode()
+    result = run([*common, "-o", f"{tmp_path / 'again'}/"])
+    assert result.exit_code == 1 and vid in result.stderr and "the annotation" in result.stderr

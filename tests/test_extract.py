@@ -202,7 +202,7 @@ def test_extract_audio_wavlm_folder_cli(tmp_path):
     assert proc.stdout == b""
 
 
-def test_a_speech_model_giving_nan_is_an_error_not_missing_audio(tmp_path):
+def test_a_speech_model_giving_nan_is_an_error_not_missing_audio(tmp_path, run):
     import torch
     from transformers import Wav2Vec2Model
 
@@ -212,9 +212,9 @@ def test_a_speech_model_giving_nan_is_an_error_not_missing_audio(tmp_path):
         model.feature_projection.projection.weight[0, 0] = float("nan")  # broken weights
     model.save_pretrained(path)
     sf.write(tmp_path / "s.wav", np.random.default_rng(1).normal(size=16000).astype(np.float32) * 0.1, 16000)
-    proc = abaw("extract-audio", tmp_path / "s.wav", "--model", path, "-o", tmp_path / "a.npy", check=False)
-    err = proc.stderr.decode()
-    assert proc.returncode == 1 and err.count("\n") == 1, err
+    result = run(["extract-audio", tmp_path / "s.wav", "--model", path, "-o", tmp_path / "a.npy"])
+    err = result.stderr
+    assert result.exit_code == 1 and err.count("\n") == 1, err
     assert "the model gave NaN or Inf for 49 of 49 audio rows; are the model's weights finite?" in err
     assert not (tmp_path / "a.npy").exists()
 
