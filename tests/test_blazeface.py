@@ -187,8 +187,13 @@ def test_aligned_crops_of_rolled_faces_are_upright(detector, angle, tmp_path, ru
     assert len(tilts) == 4 and np.abs(tilts).max() < 5
 
 
-def test_align_needs_keypoints(run, tmp_path):
-    assert run(["extract-visual", "x.mp4", "--align", "--detector", "haar", "-o", tmp_path / "x.npy"]).exit_code == 2
+@pytest.mark.parametrize("flags", [["--align", "--detector", "haar"], ["--align", "--no-detect"],
+                                   ["--face-score", "0.5", "--detector", "haar"], ["--face-score", "0.5", "--no-detect"],
+                                   ["--subject", "left", "--no-detect"]])
+def test_detector_options_without_the_detector_are_usage_errors(run, tmp_path, flags):
+    """Before any work: the video is not even opened (x.mp4 does not exist)."""
+    result = run(["extract-visual", tmp_path / "x.mp4", *flags, "-o", tmp_path / "x.npy"])
+    assert result.exit_code == 2 and "no such file" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("name, stem", [("full", "face_detection_full_range"), ("short", "face_detection_short_range")])

@@ -78,6 +78,12 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
     lengths = _common.Lengths(frames, like, like_dir, like_template, len(inputs))
     if "-" in inputs:
         raise click.UsageError("reads files only (media cannot be decoded from a pipe here): give the path")
+    if align and (detector != "blazeface" or no_detect):
+        raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
+    if no_detect and subject:
+        raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
+    if face_score is not None and (detector != "blazeface" or no_detect):
+        raise click.UsageError("--face-score is BlazeFace's threshold: not with --detector haar or --no-detect")
     plan = _common.plan_outputs(inputs, output, ".npy")
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
@@ -88,12 +94,8 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
 
         dev, precision = pick_device(device), torch_dtype(dtype)
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
-    if align and (detector != "blazeface" or no_detect):
-        raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
                                  min_score=face_score, device=dev)
-    if no_detect and subject:
-        raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
     for path, out in plan:
         # the output names the video when there is one (videos/ID.mp4 -o visual/ID_left.npy)
         vid = formats.video_id(out if out != "-" else path)
