@@ -268,10 +268,11 @@ class FaceFinder:
        that fill the picture). It counts if that look finds a face of about its size at the
        centre, scoring at least the same threshold; its box and keypoints are then the second look's.
     With `refine` (for alignment) every face gets the second look, for keypoints precise enough to
-    align by. Measured on 50-pixel faces in 640 x 480 frames (tests/test_blazeface.py): rolled by
-    45 / 60 / 90 degrees 100 % (first look alone 25 / 12 / 0 %); eyes, mouth or half the face
-    covered 100 / 100 / 100 % (first look alone 25 / 62 / 25 %); no faces on plain, noise or
-    textured frames. `score` sets both thresholds.
+    align by. Measured on 50-pixel faces in 640 x 480 frames, 8 each (tests/test_blazeface.py):
+    rolled by 45 / 60 / 90 degrees 8 / 8 / 8 (first look alone 2 / 1 / 0); eyes, mouth or half the
+    face covered 7 / 8 / 8 (first look alone 2 / 5 / 2); no face on plain, noise, textured frames or
+    the photo's faceless parts; a face on 1 of 120 frames of smooth colour blobs (first look alone:
+    0). `score` sets both thresholds.
     """
 
     FLOOR = 0.15

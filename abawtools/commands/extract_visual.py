@@ -18,8 +18,8 @@ from abawtools.commands import _common
               "full-range network on the frame, and a second, upright look with the short-range one at "
               "weak candidates, so rolled and partly covered faces are found.")
 @click.option("--face-score", type=_common.Finite(0, 1), default=None,
-              help="BlazeFace: the least detection score that counts as a face, for both looks (default: "
-              "MediaPipe's, 0.6 full range, 0.5 short range); lower finds more faces and more false ones.")
+              help="BlazeFace: the least detection score that counts as a face, in either look (default: "
+              "MediaPipe's 0.6 for its full-range model); lower finds more faces and more false ones.")
 @click.option("--align", is_flag=True,
               help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
               "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
