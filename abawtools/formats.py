@@ -128,8 +128,10 @@ def atomic_folder(path):
             old = os.path.join(parent, f"{stem}.old-{os.getpid()}")
             os.rename(path, old)
         os.rename(tmp, path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True) if os.path.isdir(old) else os.unlink(old)
+        if old and os.path.isdir(old):
+            shutil.rmtree(old, ignore_errors=True)
+        elif old:
+            os.unlink(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
