@@ -118,6 +118,16 @@ def test_thin_and_tiny_frames_have_no_face_and_no_error(detector_name):
     assert cropper.find_batch(frames) == [[], [], [], []]
 
 
+def test_weak_candidates_leave_the_faces_that_count_as_they_were(first_look):
+    """The first look with candidates down to 0.15 keeps every face that counts without them,
+    box for box: a face found before the two looks is found, and cut, the same."""
+    frames = _rolled_frames(0, n=4) + _rolled_frames(15, n=4) + _rolled_frames(45, n=4)
+    plain, floored = first_look.detect_batch(frames), first_look.detect_batch(frames, floor=0.15)
+    for a, b in zip(plain, floored):
+        assert [(s, box) for s, box, _ in a] == [(s, box) for s, box, _ in b if s >= first_look.score_threshold]
+    assert sum(len(b) - len(a) for a, b in zip(plain, floored)) > 0  # the weak candidates are there
+
+
 def test_a_batch_gives_the_same_faces_as_one_frame_at_a_time(detector):
     frames = _rolled_frames(60, n=5) + _rolled_frames(0, n=4) + _blobs(3)
     batched, alone = detector.find_batch(frames), [detector(f) for f in frames]
