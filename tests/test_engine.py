@@ -78,6 +78,31 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert any("early stop after epoch 4" in n for n in notes)
 
 
+def test_resume_keeps_the_best_epoch_from_its_file_and_from_a_0_2_0_checkpoint(tmp_path):
+    """The best epoch (2 of 4) is before the stop (the last step of epoch 3, before its validation):
+    the resumed run must end with its weights, read back from best-epoch2.pt, or from inside a
+    checkpoint of abawtools 0.2.0."""
+    import os
+    import shutil
+
+    quiet = dict(log=lambda m: None)
+    straight, summary, _ = engine.fit(LinearJob([0.2, 0.9, 0.4, 0.3]), Opts(epochs=4), str(tmp_path / "a"), **quiet)
+    assert summary["best"]["epoch"] == 2
+    with pytest.raises(engine.Preempted):
+        engine.fit(LinearJob([0.2, 0.9]), Opts(epochs=4), str(tmp_path / "b"), stop_after_steps=12, **quiet)
+    assert sorted(os.listdir(tmp_path / "b")) == ["PREEMPTED", "best-epoch2.pt", "checkpoint.pt"]
+    shutil.copytree(tmp_path / "b", tmp_path / "old")
+    state = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    state["best_state"] = torch.load(tmp_path / "old" / state.pop("best_file"), weights_only=True)
+    torch.save(state, tmp_path / "old" / "checkpoint.pt")  # the 0.2.0 layout: best weights inside
+    os.unlink(tmp_path / "old" / "best-epoch2.pt")
+    for folder in ("b", "old"):
+        resumed, summary, _ = engine.fit(LinearJob([0.4, 0.3]), Opts(epochs=4), str(tmp_path / folder), **quiet)
+        assert summary["best"]["epoch"] == 2 and len(summary["history"]) == 4
+        for p, q in zip(straight.parameters(), resumed.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name, layers, expected", [
     ("embeddings.patch_embeddings.projection.weight", 12, 0),
     ("encoder.layer.0.attention.attention.query.weight", 12, 1),

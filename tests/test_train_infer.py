@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -161,9 +162,15 @@ def test_resume_gives_the_same_weights(tmp_path, rng):
     assert proc.returncode == 75 and not (tmp_path / "resumed.safetensors").exists()
     assert (tmp_path / "ck" / "PREEMPTED").read_text().startswith("stopped after 20 steps")
     assert b"--resume" in proc.stderr
+    # the best epoch's weights in their own file, named by the checkpoint, not inside it
+    state = torch.load(tmp_path / "ck" / "checkpoint.pt", weights_only=True)
+    best = f"best-epoch{json.loads(state['best'])['epoch']}.pt"
+    assert sorted(os.listdir(tmp_path / "ck")) == ["PREEMPTED", best, "checkpoint.pt"]
+    assert state["best_file"] == best and "best_state" not in state
     abaw("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck")
     assert not (tmp_path / "ck" / "PREEMPTED").exists()
     a, b = _weights(tmp_path / "straight.safetensors"), _weights(tmp_path / "resumed.safetensors")
+
     assert a.keys() == b.keys()
     # the history (epoch losses, validation scores) is the same too, not only the weights
     h1 = load_model(str(tmp_path / "straight.safetensors"))[1]["training"]["history"]
