@@ -155,6 +155,9 @@ def test_cli_submission_with_template_then_scored(run, tmp_path, rng):
                "--template", tmp_path / "template.txt", "-k", "3", "-o", tmp_path / "sub.csv"])
     assert res.exit_code == 0, res.stderr
     assert "2 listed frame(s) had no prediction" in res.stderr  # 7 has 15 frames, 17 listed
+    # logits shorter than the template's video: another T was used, and it is said by name
+    assert "the logits of 1 video(s) end before the template's last listed frame" in res.stderr
+    assert "7 (2); T is the template's" in res.stderr and "10-60_left" not in res.stderr
     sub = formats.read_submission(str(tmp_path / "sub.csv"))
     expected = ndimage.median_filter(logits["7"], size=(3, 1), mode="nearest").argmax(1)
     np.testing.assert_array_equal(sub["7"][:15], expected)

@@ -58,8 +58,9 @@ def cli(inputs, output, kernel, method, fmt, template, allow_missing, shard, ski
             vid = formats.video_id(path) if path != "-" else "stdin"
             predictions[vid] = smoothing.smooth(formats.read_logits(path), kernel, method)[0]
         if template:
+            listed = formats.template_frames(template)
             # a whole video of Neutral is a silent loss: name such videos, and refuse unless asked
-            missing = sorted(set(formats.template_frames(template)) - set(predictions))
+            missing = sorted(set(listed) - set(predictions))
             if missing:
                 names = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
                 if not allow_missing:
@@ -67,6 +68,14 @@ def cli(inputs, output, kernel, method, fmt, template, allow_missing, shard, ski
                                     f"(give their logits, or --allow-missing to fill them with Neutral)")
                 _common.log(f"warning: {len(missing)} template video(s) without a prediction filled with "
                             f"Neutral: {names}")
+            # logits of the template's length end at its last listed frame; shorter ones had another T
+            short = {vid: max(frames) - len(predictions[vid]) for vid, frames in listed.items()
+                     if vid in predictions and max(frames) > len(predictions[vid])}
+            if short:
+                names = ", ".join(f"{vid} ({n})" for vid, n in sorted(short.items())[:5])
+                _common.log(f"warning: the logits of {len(short)} video(s) end before the template's last listed "
+                            f"frame, those frames take the last label: {names}"
+                            f"{' ...' if len(short) > 5 else ''}; T is the template's (infer --like-template)")
         filled = formats.write_submission(output or "-", predictions, template)
         if template:
             _common.log(f"submission: {filled} listed frame(s) had no prediction of their own and took the "
