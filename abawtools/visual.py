@@ -415,8 +415,7 @@ def encode_crop(region, size=112):
     """The crop as cropped_aligned ships it: size x size, JPEG (quality 95). Returns the bytes."""
     import cv2
 
-    small = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if region.shape[0] > size
-                       else cv2.INTER_LINEAR)
+    small = cv2.cvtColor(resize_face(region, ImageSpec(size=size, resample=2)), cv2.COLOR_RGB2BGR)  # bilinear up
     ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise AbawError("cannot encode a face crop as JPEG")
