@@ -266,23 +266,31 @@ class FaceFinder:
        covered, scores 0.2-0.6 there) gets a second look: its surroundings (twice its box), turned
        upright by the roll of its eyes and scaled to the short-range network's input (made for faces
        that fill the picture). It counts if that look finds a face of about its size at the
-       centre, scoring at least the same threshold; its box and keypoints are then the second look's.
+       centre scoring at least `confirm` (0.7, or `score` if higher); its box and keypoints are
+       then the second look's.
     With `refine` (for alignment) every face gets the second look, for keypoints precise enough to
     align by. Measured on 50-pixel faces in 640 x 480 frames, 8 each (tests/test_blazeface.py):
     rolled by 45 / 60 / 90 degrees 8 / 8 / 8 (first look alone 2 / 1 / 0); eyes, mouth or half the
-    face covered 7 / 8 / 8 (first look alone 2 / 5 / 2); no face on plain, noise, textured frames or
-    the photo's faceless parts; a face on 1 of 120 frames of smooth colour blobs (first look alone:
-    0). `score` sets both thresholds.
+    face covered 4 / 8 / 5 (first look alone 2 / 5 / 2); no face on plain, noise, textured frames,
+    the photo's faceless parts or smooth colour blobs. `score`: the first look's threshold;
+    `confirm`: the second look's (benchmarks/detect_quality.py prints what each trades).
     """
 
     FLOOR = 0.15
+    # what the second look must score to confirm a weak candidate: at 0.6 (the first look's) smooth
+    # colour blobs gave 4 false faces in 240 frames, at 0.7 none, while rolled faces were all still
+    # found (benchmarks/detect_quality.py); a missed face is a NaN row, an invented one is noise
+    CONFIRM = 0.7
     # the second look's face must be the candidate: at its centre and of about its size (true faces
     # measured 0.73-1.36 times the first look's box; blobs that fool the short-range network, larger)
     SIZE_AGREEMENT = 1.4
 
-    def __init__(self, score=None, refine=False, device="cpu"):
+    def __init__(self, score=None, confirm=None, refine=False, device="cpu"):
         self.far = BlazeFace("full", score, device=device)
-        self.close = BlazeFace("short", self.far.score_threshold, device=device)
+        # confirming is never easier than counting at first sight
+        self.confirm = max(self.CONFIRM, self.far.score_threshold) if confirm is None else confirm
+        # keypoints for alignment are taken from a second look that scores as the first must
+        self.close = BlazeFace("short", min(self.far.score_threshold, self.confirm), device=device)
         self.refine = refine
         self.floor = min(self.FLOOR, self.far.score_threshold)
 
@@ -328,7 +336,7 @@ class FaceFinder:
                 look = verdict.get((i, j))
                 if face[0] >= strong:  # counted by the first look; keypoints refined when looked again
                     kept.append(face if look is None else (face[0], face[1], look[2]))
-                elif look is not None:  # a weak candidate the upright look confirms
+                elif look is not None and look[0] >= self.confirm:  # a weak candidate, confirmed upright
                     kept.append(look)
             out.append(kept)
         return out

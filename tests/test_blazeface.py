@@ -101,14 +101,16 @@ def _blobs(n):
 
 
 def test_no_invented_faces_on_plain_and_textured_backgrounds(detector, first_look):
-    """None on plain, noise, stripes, checks and the photo's faceless parts; on smooth colour
-    blobs, measured 1 frame of 120 with a face (the first look alone: 0)."""
+    """None on plain, noise, stripes, checks, the photo's faceless parts, and smooth colour blobs
+    (what fools the network most: confirming weak candidates at 0.6 instead of 0.7 invents a face
+    on some of them, measured 1 in 60 here)."""
     assert sum(len(faces) for faces in detector.find_batch(_textured_backgrounds())) == 0
     blobs = _blobs(60)
     false = sum(bool(faces) for faces in detector.find_batch(blobs))
+    lenient = sum(bool(faces) for faces in FaceFinder(confirm=0.6).find_batch(blobs))
     alone = sum(bool(first_look(b)) for b in blobs)
-    print(f"smooth blobs: a face in {false}/60 frames (first look alone {alone}/60)")
-    assert false <= 2
+    print(f"smooth blobs: a face in {false}/60 frames (confirmed at 0.6: {lenient}/60, first look alone {alone}/60)")
+    assert false == 0 and alone == 0 and lenient >= 1
 
 
 @pytest.mark.parametrize("detector_name", ["blazeface", "haar"])
@@ -199,6 +201,7 @@ def test_aligned_crops_of_rolled_faces_are_upright(detector, angle, tmp_path, ru
 
 @pytest.mark.parametrize("flags", [["--align", "--detector", "haar"], ["--align", "--no-detect"],
                                    ["--face-score", "0.5", "--detector", "haar"], ["--face-score", "0.5", "--no-detect"],
+                                   ["--confirm-score", "0.8", "--detector", "haar"],
                                    ["--subject", "left", "--no-detect"]])
 def test_detector_options_without_the_detector_are_usage_errors(run, tmp_path, flags):
     """Before any work: the video is not even opened (x.mp4 does not exist)."""
@@ -236,10 +239,10 @@ def test_converted_graph_equals_the_original_tflite(name, stem):
         np.testing.assert_allclose(out.numpy(), reference[tuple(out.shape)], rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize("part", ["eyes", "mouth", "half"])
-def test_partly_covered_faces(detector, first_look, part):
-    """A 50-pixel face with its eyes, its mouth or its right half covered: measured 7/8, 8/8, 8/8
-    (two looks), 2/8, 5/8, 2/8 (the first look alone), 1/8, 0/8, 0/8 (Haar)."""
+@pytest.mark.parametrize("part, least", [("eyes", 4), ("mouth", 8), ("half", 5)])
+def test_partly_covered_faces(detector, first_look, part, least):
+    """A 50-pixel face with its eyes, its mouth or its right half covered: measured 4/8, 8/8, 5/8
+    (two looks, confirmed at 0.7), 2/8, 5/8, 2/8 (the first look alone), 1/8, 0/8, 0/8 (Haar)."""
     face = demo.load_face(FACE_PNG, size=160).copy()
     if part == "eyes":
         face[47:63, 20:140] = 30
@@ -259,4 +262,4 @@ def test_partly_covered_faces(detector, first_look, part):
     haar = FaceCropper(HogExtractor.spec)
     found_haar = sum(haar.find(f) is not None for f in frames)
     print(f"{part} covered: two looks {found}/8, first look {alone}/8, Haar {found_haar}/8")
-    assert found >= 7 and found >= max(alone, found_haar)
+    assert found >= least and found >= max(alone, found_haar)

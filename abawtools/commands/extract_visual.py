@@ -18,8 +18,12 @@ from abawtools.commands import _common
               "full-range network on the frame, and a second, upright look with the short-range one at "
               "weak candidates, so rolled and partly covered faces are found.")
 @click.option("--face-score", type=_common.Finite(0, 1), default=None,
-              help="BlazeFace: the least detection score that counts as a face, in either look (default: "
-              "MediaPipe's 0.6 for its full-range model); lower finds more faces and more false ones.")
+              help="BlazeFace: the least score of the first look that counts as a face (default: MediaPipe's "
+              "0.6 for its full-range model); lower finds more faces and more false ones.")
+@click.option("--confirm-score", type=_common.Finite(0, 1), default=None,
+              help="BlazeFace: the least score of the second, upright look that confirms a weaker candidate "
+              "(a rolled or covered face; default 0.7, or --face-score if higher: no false face on 240 "
+              "frames of colour blobs, where 0.6 gave 4); lower finds more covered faces and more false ones.")
 @click.option("--align", is_flag=True,
               help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
               "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
@@ -51,7 +55,7 @@ from abawtools.commands import _common
 @_common.like_options
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, detector, face_score, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
+def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
         like_template, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
@@ -82,8 +86,9 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
         raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
     if no_detect and subject:
         raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
-    if face_score is not None and (detector != "blazeface" or no_detect):
-        raise click.UsageError("--face-score is BlazeFace's threshold: not with --detector haar or --no-detect")
+    if (face_score is not None or confirm_score is not None) and (detector != "blazeface" or no_detect):
+        raise click.UsageError("--face-score / --confirm-score are BlazeFace's thresholds: not with --detector "
+                               "haar or --no-detect")
     plan = _common.plan_outputs(inputs, output, ".npy")
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
@@ -95,7 +100,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, align, subject, 
         dev, precision = pick_device(device), torch_dtype(dtype)
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
-                                 min_score=face_score, device=dev)
+                                 min_score=face_score, device=dev, confirm_score=confirm_score)
     for path, out in plan:
         # the output names the video when there is one (videos/ID.mp4 -o visual/ID_left.npy)
         vid = formats.video_id(out if out != "-" else path)

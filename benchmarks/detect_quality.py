@@ -1,0 +1,91 @@
+"""What `--face-score` and `--confirm-score` trade: faces found against faces invented, at several
+thresholds, for BlazeFace's two looks (extract-visual's default) and its first look alone, in one run.
+
+    python benchmarks/detect_quality.py [--frames 16] [--blobs 240]
+
+Frames are 640x480 with the project's face photo at 50 pixels (tests/data/face-astronaut.png):
+rolled by 0-90 degrees, or with the eyes, the mouth or half the face covered. False faces are
+counted on smooth colour blobs (noise on a coarse grid, enlarged: what fools the network most)
+and on plain, noise, striped and checked frames.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from abawtools import demo  # noqa: E402
+from abawtools.blazeface import BlazeFace, FaceFinder  # noqa: E402
+
+FACE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "face-astronaut.png")
+
+
+def place(face, n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        x, y = rng.integers(0, 640 - 160), rng.integers(0, 480 - 160)
+        frame[y : y + 160, x : x + 160] = face
+        out.append(frame)
+    return out
+
+
+def hard_faces(n):
+    import cv2
+
+    face = demo.load_face(FACE, size=160)
+    sets = {}
+    for angle in (0, 30, 45, 60, 90):
+        M = cv2.getRotationMatrix2D((80, 80), angle, 1.0)
+        sets[f"roll {angle}"] = place(cv2.warpAffine(face, M, (160, 160), borderValue=(90, 90, 90)), n, angle)
+    for part, (rows, cols) in {"eyes": ((47, 63), (20, 140)), "mouth": ((68, 84), (40, 120)),
+                               "half": ((0, 160), (80, 160))}.items():
+        covered = face.copy()
+        covered[rows[0] : rows[1], cols[0] : cols[1]] = 30 if part != "half" else 90
+        sets[f"{part} covered"] = place(covered, n, 100 + len(sets))
+    return sets
+
+
+def faceless(n_blobs):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640]
+    plain = [np.full((480, 640, 3), v, np.uint8) for v in (0, 90, 255)]
+    plain.append(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    plain.append(np.dstack([((x // 16) % 2 * 200 + 30).astype(np.uint8)] * 3))
+    plain.append(np.dstack([(((x // 24) + (y // 24)) % 2 * 180 + 40).astype(np.uint8)] * 3))
+    blobs = []
+    for seed in range(n_blobs):
+        grid = (8, 12, 24)[seed % 3]
+        coarse = np.random.default_rng(1000 + seed).integers(0, 256, (grid, grid * 4 // 3, 3)).astype(np.uint8)
+        blobs.append(cv2.resize(coarse, (640, 480), interpolation=cv2.INTER_CUBIC))
+    return plain, blobs
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--frames", type=int, default=16, help="frames per hard condition")
+    p.add_argument("--blobs", type=int, default=240, help="faceless blob frames")
+    args = p.parse_args()
+    sets = hard_faces(args.frames)
+    plain, blobs = faceless(args.blobs)
+    detectors = [(f"first look {s}", lambda fr, d=BlazeFace("full", s): d.detect_batch(fr)) for s in (0.5, 0.6, 0.7)]
+    detectors += [(f"two looks {s}/{c}" + (" (default)" if (s, c) == (0.6, 0.7) else ""),
+                   FaceFinder(s, c).find_batch) for s, c in ((0.6, 0.6), (0.6, 0.7), (0.7, 0.7), (0.8, 0.8))]
+    print(f"faces found of {args.frames} per condition; false faces on {len(plain)} plain/textured and "
+          f"{len(blobs)} blob frames; two looks S/C: --face-score S, --confirm-score C")
+    print(f"{'detector':28s}" + "".join(f"{name:>14s}" for name in sets) + f"{'plain':>8s}{'blobs':>8s}")
+    for name, detect in detectors:
+        found = [sum(bool(f) for f in detect(frames)) for frames in sets.values()]
+        false_plain = sum(bool(f) for f in detect(plain))
+        false_blobs = sum(bool(f) for f in detect(blobs))
+        print(f"{name:28s}" + "".join(f"{n:>14d}" for n in found) + f"{false_plain:>8d}{false_blobs:>8d}")
+
+
+if __name__ == "__main__":
+    main()
