@@ -66,13 +66,16 @@ def _rolled_frames(angle, n=8, still=False):
 def test_rolled_faces_recall(detector, first_look, angle, least):
     """A 50-pixel face in a 640x480 frame, rolled: measured 8/8 at every roll up to 90 degrees (7/8
     at 135), where the first look alone finds 8 / 8 / 8 / 2 / 1 / 0 and Haar 8 / 8 / 0 / 0 / 0 / 0."""
-    frames = _rolled_frames(angle)
-    found = sum(bool(f) for f in detector.find_batch(frames))
-    alone = sum(bool(first_look(f)) for f in frames)
-    haar = FaceCropper(HogExtractor.spec)
-    found_haar = sum(haar.find(f) is not None for f in frames)
+    found, alone, found_haar = _found(detector, first_look, _rolled_frames(angle))
     print(f"roll {angle}: two looks {found}/8, first look {alone}/8, Haar {found_haar}/8")
     assert found >= least and found >= max(alone, found_haar)
+
+
+def _found(detector, first_look, frames):
+    """Frames with a face: (two looks, the first look alone, Haar)."""
+    haar = FaceCropper(HogExtractor.spec)
+    return (sum(bool(f) for f in detector.find_batch(frames)), sum(bool(first_look(f)) for f in frames),
+            sum(haar.find(f) is not None for f in frames))
 
 
 def _textured_backgrounds():
@@ -257,9 +260,6 @@ def test_partly_covered_faces(detector, first_look, part, least):
         x, y = rng.integers(0, 480), rng.integers(0, 320)
         frame[y : y + 160, x : x + 160] = face
         frames.append(frame)
-    found = sum(bool(f) for f in detector.find_batch(frames))
-    alone = sum(bool(first_look(f)) for f in frames)
-    haar = FaceCropper(HogExtractor.spec)
-    found_haar = sum(haar.find(f) is not None for f in frames)
+    found, alone, found_haar = _found(detector, first_look, frames)
     print(f"{part} covered: two looks {found}/8, first look {alone}/8, Haar {found_haar}/8")
     assert found >= least and found >= max(alone, found_haar)
