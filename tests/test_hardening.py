@@ -214,18 +214,23 @@ def test_every_bf16_path_runs_on_cpu(run, feats, tmp_path):
 
 
 # ------------------------------------------------------------------ a job on the wrong node
+@pytest.fixture(scope="module")
+def model_and_manifest(feats, tmp_path_factory):
+    root = tmp_path_factory.mktemp("device")
+    save_model(str(root / "m.safetensors"),
+               build_model(ModelConfig(visual_dim=8, audio_dim=4, d_model=16, layers=1, heads=2)))
+    abaw("window", "--visual-dir", feats / "visual", "--audio-dir", feats / "audio", "--label-dir", feats / "labels",
+         "-o", root / "t.csv")
+    return {"MODEL": root / "m.safetensors", "TRAIN": root / "t.csv", "v.npy": feats / "visual" / "v0.npy"}
+
+
 @pytest.mark.parametrize("command", [["extract-visual", "x.mp4"], ["extract-audio", "x.wav", "--model", "m"],
                                      ["infer", "-m", "MODEL", "--visual", "v.npy"],
                                      ["train", "TRAIN", "--epochs", "1"]])
-def test_a_device_that_is_not_here_fails_first_in_one_line(run, feats, tmp_path, command):
+def test_a_device_that_is_not_here_fails_first_in_one_line(run, model_and_manifest, tmp_path, command):
     """--device bogus is bad usage (exit 2); --device cuda on a node without a GPU is one error
     line (exit 1) before any work, whichever command is given it."""
-    model = tmp_path / "m.safetensors"
-    save_model(str(model), build_model(ModelConfig(visual_dim=8, audio_dim=4, d_model=16, layers=1, heads=2)))
-    train_csv = tmp_path / "t.csv"
-    abaw("window", "--visual-dir", feats / "visual", "--audio-dir", feats / "audio", "--label-dir", feats / "labels",
-         "-o", train_csv)
-    command = [{"MODEL": model, "TRAIN": train_csv, "v.npy": feats / "visual" / "v0.npy"}.get(a, a) for a in command]
+    command = [model_and_manifest.get(a, a) for a in command]
     result = run([*command, "--device", "bogus", "-o", tmp_path / "o.npy"])
     assert result.exit_code == 2 and "'bogus' is not a device" in result.stderr, result.stderr
     if torch.cuda.is_available():
