@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import abaw, make_feature_set
+from conftest import abaw, invoke, make_feature_set
 
 from abawtools.model import ModelConfig, build_model, load_model, sinusoidal_positions
 
@@ -147,8 +147,8 @@ def test_legacy_variant_is_one_flag_away(tmp_path):
     abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
          "-o", tmp_path / "t.csv")
     small = ["--epochs", "1", "--d-model", "16", "--layers", "1", "--heads", "2"]
-    abaw("train", tmp_path / "t.csv", "-o", tmp_path / "new.safetensors", *small)
-    abaw("train", tmp_path / "t.csv", "-o", tmp_path / "old.safetensors", *small, "--no-cross-ffn", "--gate", "channel",
+    invoke("train", tmp_path / "t.csv", "-o", tmp_path / "new.safetensors", *small)
+    invoke("train", tmp_path / "t.csv", "-o", tmp_path / "old.safetensors", *small, "--no-cross-ffn", "--gate", "channel",
          "--no-zero-faceless", "--activation", "gelu")
     new, old = load_model(str(tmp_path / "new.safetensors"))[0], load_model(str(tmp_path / "old.safetensors"))[0]
     assert (new.cfg.cross_ffn, new.cfg.gate, new.cfg.zero_faceless, new.cfg.activation) == (True, "frame", True, "relu")
@@ -168,7 +168,7 @@ def members(tmp_path_factory):
     for i, extra in enumerate((["--d-model", "16", "--layers", "1"], ["--d-model", "32", "--layers", "1"],
                                ["--arch", "baseline", "--d-model", "16"])):
         p = root / f"m{i}.safetensors"
-        abaw("train", root / "t.csv", "-o", p, "--epochs", "1", "--heads", "2", "--seed", str(i), *extra)
+        invoke("train", root / "t.csv", "-o", p, "--epochs", "1", "--heads", "2", "--seed", str(i), *extra)
         paths.append(p)
     return root, paths
 
@@ -178,13 +178,13 @@ def test_ensemble_is_the_weighted_mean_of_the_members(members, tmp_path):
     v, a = root / "d" / "visual" / "v0.npy", root / "d" / "audio" / "v0.npy"
     outs = []
     for i, p in enumerate(paths):
-        abaw("infer", "-m", p, "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / f"l{i}.npy")
+        invoke("infer", "-m", p, "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / f"l{i}.npy")
         outs.append(np.load(tmp_path / f"l{i}.npy"))
     args = [x for p in paths for x in ("-m", p)]
-    abaw("infer", *args, "--weights", "0.3,0.3,0.4", "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / "e.npy")
+    invoke("infer", *args, "--weights", "0.3,0.3,0.4", "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / "e.npy")
     expected = 0.3 * outs[0] + 0.3 * outs[1] + 0.4 * outs[2]
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), expected, rtol=1e-5, atol=1e-6)
-    abaw("infer", *args, "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / "eq.npy")  # equal weights
+    invoke("infer", *args, "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / "eq.npy")  # equal weights
     np.testing.assert_allclose(np.load(tmp_path / "eq.npy"), sum(outs) / 3, rtol=1e-5, atol=1e-6)
 
 
@@ -192,9 +192,9 @@ def test_ensemble_is_the_weighted_mean_of_the_members(members, tmp_path):
 def test_bad_weights_are_usage_errors(members, weights):
     root, paths = members
     args = [x for p in paths for x in ("-m", p)]
-    proc = abaw("infer", *args, "--weights", weights, "--visual", root / "d" / "visual" / "v0.npy",
-                "--audio", root / "d" / "audio" / "v0.npy", check=False)
-    assert proc.returncode == 2, proc.stderr.decode()
+    result = invoke("infer", *args, "--weights", weights, "--visual", root / "d" / "visual" / "v0.npy",
+                    "--audio", root / "d" / "audio" / "v0.npy", check=False)
+    assert result.exit_code == 2, result.stderr
 
 
 def test_members_with_other_feature_sizes_name_the_model(members, tmp_path):
@@ -204,11 +204,11 @@ def test_members_with_other_feature_sizes_name_the_model(members, tmp_path):
     abaw("window", "--visual-dir", o / "visual", "--audio-dir", o / "audio", "--label-dir", o / "labels",
          "-o", tmp_path / "o.csv")
     other = tmp_path / "other.safetensors"
-    abaw("train", tmp_path / "o.csv", "-o", other, "--epochs", "1", "--d-model", "16", "--layers", "1", "--heads", "2")
-    proc = abaw("infer", "-m", paths[0], "-m", other, "--visual", root / "d" / "visual" / "v0.npy",
-                "--audio", root / "d" / "audio" / "v0.npy", check=False)
-    err = proc.stderr.decode()
-    assert proc.returncode == 1 and err.count("\n") == 1 and "other.safetensors" in err, err
+    invoke("train", tmp_path / "o.csv", "-o", other, "--epochs", "1", "--d-model", "16", "--layers", "1", "--heads", "2")
+    result = invoke("infer", "-m", paths[0], "-m", other, "--visual", root / "d" / "visual" / "v0.npy",
+                    "--audio", root / "d" / "audio" / "v0.npy", check=False)
+    err = result.stderr
+    assert result.exit_code == 1 and err.count("\n") == 1 and "other.safetensors" in err, err
 
 
 def test_mean_filter_27_matches_replicate_padded_average_pooling(tmp_path):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import abaw, make_feature_set, write_label_file
+from conftest import abaw, invoke, make_feature_set, write_label_file
 
 from abawtools import data, inference, windows
 from abawtools.model import ModelConfig, build_model, load_model
@@ -116,8 +116,8 @@ def _dataset(tmp_path, rng):
 def test_window_train_infer_smooth_score_learns(tmp_path, rng):
     train_csv, val_csv = _dataset(tmp_path, rng)
     model = tmp_path / "m.safetensors"
-    proc = abaw("train", train_csv, "--val", val_csv, "-o", model, "--epochs", "6", *SMALL)
-    assert proc.stdout == b"" and b"val macro F1" in proc.stderr
+    result = invoke("train", train_csv, "--val", val_csv, "-o", model, "--epochs", "6", *SMALL)
+    assert result.stdout == "" and "val macro F1" in result.stderr
     val = tmp_path / "val"
     for vid in ("w0", "w1", "w2"):
         logits = abaw("infer", "-m", model, "--visual", val / "visual" / f"{vid}.npy",
@@ -135,14 +135,14 @@ def test_window_train_infer_smooth_score_learns(tmp_path, rng):
 def test_no_face_video_gives_finite_audio_only_logits(tmp_path, rng):
     train_csv, _ = _dataset(tmp_path, rng)
     model = tmp_path / "m.safetensors"
-    abaw("train", train_csv, "-o", model, "--epochs", "1", *SMALL)
+    invoke("train", train_csv, "-o", model, "--epochs", "1", *SMALL)
     T = 90
     np.save(tmp_path / "nv.npy", np.full((T, 16), np.nan, np.float16))
     np.save(tmp_path / "na.npy", rng.normal(size=(T, 12)).astype(np.float32))
     out = np.load(__import__("io").BytesIO(
-        abaw("infer", "-m", model, "--visual", tmp_path / "nv.npy", "--audio", tmp_path / "na.npy").stdout))
+        invoke("infer", "-m", model, "--visual", tmp_path / "nv.npy", "--audio", tmp_path / "na.npy").stdout_bytes))
     assert out.shape == (T, 8) and np.isfinite(out).all()
-    out = np.load(__import__("io").BytesIO(abaw("infer", "-m", model, "--visual", tmp_path / "nv.npy").stdout))
+    out = np.load(__import__("io").BytesIO(invoke("infer", "-m", model, "--visual", tmp_path / "nv.npy").stdout_bytes))
     assert out.shape == (T, 8) and np.isfinite(out).all()  # no face and no audio track either
 
 
@@ -155,22 +155,21 @@ def _weights(path):
 def test_resume_gives_the_same_weights(tmp_path, rng):
     train_csv, val_csv = _dataset(tmp_path, rng)
     common = [train_csv, "--val", val_csv, "--epochs", "3", *SMALL, "--seed", "7"]
-    abaw("train", *common, "-o", tmp_path / "straight.safetensors")
+    invoke("train", *common, "-o", tmp_path / "straight.safetensors")
     # interrupted mid-epoch 2 (as a SIGTERM would), then the same command continues it
-    proc = abaw("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck",
-                "--stop-after-steps", "20", check=False)
-    assert proc.returncode == 75 and not (tmp_path / "resumed.safetensors").exists()
+    result = invoke("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck",
+                    "--stop-after-steps", "20", check=False)
+    assert result.exit_code == 75 and not (tmp_path / "resumed.safetensors").exists()
     assert (tmp_path / "ck" / "PREEMPTED").read_text().startswith("stopped after 20 steps")
-    assert b"--resume" in proc.stderr
+    assert "--resume" in result.stderr
     # the best epoch's weights in their own file, named by the checkpoint, not inside it
     state = torch.load(tmp_path / "ck" / "checkpoint.pt", weights_only=True)
     best = f"best-epoch{json.loads(state['best'])['epoch']}.pt"
     assert sorted(os.listdir(tmp_path / "ck")) == ["PREEMPTED", best, "checkpoint.pt"]
     assert state["best_file"] == best and "best_state" not in state
-    abaw("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck")
+    invoke("train", *common, "-o", tmp_path / "resumed.safetensors", "--resume", tmp_path / "ck")
     assert not (tmp_path / "ck" / "PREEMPTED").exists()
     a, b = _weights(tmp_path / "straight.safetensors"), _weights(tmp_path / "resumed.safetensors")
-
     assert a.keys() == b.keys()
     # the history (epoch losses, validation scores) is the same too, not only the weights
     h1 = load_model(str(tmp_path / "straight.safetensors"))[1]["training"]["history"]
@@ -200,7 +199,7 @@ def test_sigusr1_writes_checkpoint_and_exits_75(tmp_path, rng):
 def test_seed_reproducible(tmp_path, rng):
     train_csv, _ = _dataset(tmp_path, rng)
     for name in ("a", "b"):
-        abaw("train", train_csv, "-o", tmp_path / f"{name}.safetensors", "--epochs", "1", *SMALL, "--seed", "3")
+        invoke("train", train_csv, "-o", tmp_path / f"{name}.safetensors", "--epochs", "1", *SMALL, "--seed", "3")
     a, b = _weights(tmp_path / "a.safetensors"), _weights(tmp_path / "b.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
@@ -219,15 +218,15 @@ def test_validation_videos_that_are_training_videos_are_said(tmp_path, rng, run)
 def test_infer_errors(tmp_path, rng):
     train_csv, _ = _dataset(tmp_path, rng)
     model = tmp_path / "m.safetensors"
-    abaw("train", train_csv, "-o", model, "--epochs", "1", *SMALL)
+    invoke("train", train_csv, "-o", model, "--epochs", "1", *SMALL)
     np.save(tmp_path / "v.npy", np.zeros((10, 5), np.float32))
-    proc = abaw("infer", "-m", model, "--visual", tmp_path / "v.npy", "-o", tmp_path / "o.npy", check=False)
-    assert proc.returncode == 1 and b"model expects 16 + 12" in proc.stderr
+    result = invoke("infer", "-m", model, "--visual", tmp_path / "v.npy", "-o", tmp_path / "o.npy", check=False)
+    assert result.exit_code == 1 and "model expects 16 + 12" in result.stderr
     assert not (tmp_path / "o.npy").exists()
     (tmp_path / "bad.safetensors").write_bytes(b"\x80\x04pickle")
-    proc = abaw("infer", "-m", tmp_path / "bad.safetensors", "--visual", tmp_path / "v.npy", check=False)
-    assert proc.returncode == 1 and proc.stderr.decode().startswith("abaw infer: error: ")
-    assert proc.stderr.count(b"\n") == 1
+    result = invoke("infer", "-m", tmp_path / "bad.safetensors", "--visual", tmp_path / "v.npy", check=False)
+    assert result.exit_code == 1 and result.stderr.startswith("abaw infer: error: ")
+    assert result.stderr.count("\n") == 1
 
 
 def test_val_with_no_labelled_frame_is_refused_before_training(tmp_path, rng):
@@ -238,9 +237,9 @@ def test_val_with_no_labelled_frame_is_refused_before_training(tmp_path, rng):
     abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels",
          "--max-invalid", "1", "-o", tmp_path / "val-all.csv")
     model = tmp_path / "m.safetensors"
-    proc = abaw("train", train_csv, "--val", tmp_path / "val-all.csv", "-o", model, "--epochs", "1", *SMALL,
-                check=False)
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.decode().endswith("abaw train: error: --val: every frame of the validation videos is "
-                                         "labelled -1, nothing to score\n")
+    result = invoke("train", train_csv, "--val", tmp_path / "val-all.csv", "-o", model, "--epochs", "1", *SMALL,
+                    check=False)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.endswith("abaw train: error: --val: every frame of the validation videos is "
+                                  "labelled -1, nothing to score\n")
     assert not model.exists()
