@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 from affwild2tree import LABELS, TEMPLATE, make_tree
-from conftest import abaw, make_feature_set, tool_env
+from conftest import abaw, invoke, make_feature_set, tool_env
 
 from abawtools import formats
 
@@ -129,12 +129,12 @@ def test_resume_after_changing_a_feature_file_does_not_resume(tmp_path):
          "-o", tmp_path / "t.csv")
     common = ["train", tmp_path / "t.csv", "-o", tmp_path / "m.safetensors", "--epochs", "3", "--d-model", "16",
               "--layers", "1", "--heads", "2", "--batch-size", "8"]
-    assert abaw(*common, "--stop-after-steps", "2", check=False).returncode == 75
+    assert invoke(*common, "--stop-after-steps", "2", check=False).exit_code == 75
     a = np.load(d / "audio" / "v1.npy")
     np.save(d / "audio" / "v1.npy", a + 1)  # new features, same shape
-    proc = abaw(*common, check=False)
-    err = proc.stderr.decode()
-    assert proc.returncode == 1 and "belongs to another run" in err and "m.safetensors.ckpt" in err, err
+    result = invoke(*common, check=False)
+    err = result.stderr
+    assert result.exit_code == 1 and "belongs to another run" in err and "m.safetensors.ckpt" in err, err
     assert "resumed" not in err and not (tmp_path / "m.safetensors").exists()
 
 

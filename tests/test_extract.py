@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import FACE_PNG, abaw, write_label_file
+from conftest import FACE_PNG, abaw, invoke, write_label_file
 
 from abawtools import audio, demo, visual
 
@@ -125,7 +125,7 @@ def test_extract_visual_hf_model_from_folder(tmp_path, kind):
     folder.mkdir(parents=True)
     for t in range(1, 4):
         cv2.imwrite(str(folder / f"{t:05d}.png"), face)
-    abaw("extract-visual", folder, "--no-detect", "--model", path, "--batch-size", "2", "-o", tmp_path / "f.npy")
+    invoke("extract-visual", folder, "--no-detect", "--model", path, "--batch-size", "2", "-o", tmp_path / "f.npy")
     feats = np.load(tmp_path / "f.npy")
     assert feats.shape == (3, model.config.hidden_size)
     # independent pre-processing: resize, scale to [0, 1], normalise with mean = std = 0.5
@@ -196,10 +196,10 @@ def test_extract_audio_wavlm_folder_cli(tmp_path):
     path = _tiny_speech(tmp_path, 2)
     sr = 16000
     sf.write(tmp_path / "s.wav", np.random.default_rng(1).normal(size=3 * sr).astype(np.float32) * 0.1, sr)
-    proc = abaw("extract-audio", tmp_path / "s.wav", "--model", path, "--chunk-seconds", "1", "-o", tmp_path / "a.npy")
+    result = invoke("extract-audio", tmp_path / "s.wav", "--model", path, "--chunk-seconds", "1", "-o", tmp_path / "a.npy")
     feats = np.load(tmp_path / "a.npy")
     assert feats.shape == (149, 32) and np.isfinite(feats).all()  # STACK.md: 149 rows for 3 s
-    assert proc.stdout == b""
+    assert result.stdout == ""
 
 
 def test_a_speech_model_giving_nan_is_an_error_not_missing_audio(tmp_path, run):
@@ -222,9 +222,9 @@ def test_a_speech_model_giving_nan_is_an_error_not_missing_audio(tmp_path, run):
 def test_bad_model_folder_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     sf.write(tmp_path / "s.wav", np.zeros(16000, np.float32), 16000)
-    proc = abaw("extract-audio", tmp_path / "s.wav", "--model", tmp_path / "empty", check=False)
-    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
-    assert b"cannot load speech model" in proc.stderr
+    result = invoke("extract-audio", tmp_path / "s.wav", "--model", tmp_path / "empty", check=False)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "cannot load speech model" in result.stderr
 
 
 def test_many_inputs_sharded_exactly_once(clip, tmp_path):

@@ -9,7 +9,7 @@ import sys
 import imagedata
 import numpy as np
 import pytest
-from conftest import abaw, tool_env
+from conftest import abaw, invoke, tool_env
 
 from abawtools import CLASSES, formats, imagesets, visual
 
@@ -112,10 +112,10 @@ def test_two_stages_through_finetune_sh_extract_and_score_above_untuned(tree, tm
     # the validation inside finetune is exactly extract-visual --logits | score
     assert tuned["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-9)
     # the same pipeline with the weights left as they were
-    abaw("finetune", "--model", stage1, "-o", tmp_path / "untuned", "--affwild2", d["cropped"], d["train"],
+    invoke("finetune", "--model", stage1, "-o", tmp_path / "untuned", "--affwild2", d["cropped"], d["train"],
          "--epochs", "1", "--lr", "1e-12", *FAST)
     vids = sorted(f[:-4] for f in os.listdir(d["val"]))
-    abaw("extract-visual", *[os.path.join(d["cropped"], v) for v in vids], "--no-detect", "--model",
+    invoke("extract-visual", *[os.path.join(d["cropped"], v) for v in vids], "--no-detect", "--model",
          tmp_path / "untuned", "--logits", "--like-dir", d["val"], "-o", f"{tmp_path / 'u'}/")
     untuned = json.loads(abaw("score", "--pred-dir", tmp_path / "u", "--label-dir", d["val"]).stdout)
     print("val macro F1: tuned", tuned["macro_f1"], "untuned", untuned["macro_f1"])
