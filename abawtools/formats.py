@@ -59,15 +59,8 @@ def atomic_output(path, mode="wb"):
         yield stream
         stream.flush()
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)  # one rule in every command: the output's folder is made
-    except OSError as exc:
-        raise AbawError(f"{path}: cannot create the folder {folder} ({exc.strerror})") from None
-    # `.NAME.PID.part`, NAME cut to 100 bytes so a legal 255-byte file name still has a legal
-    # temporary name; a part left by a killed run (its process gone) is removed, not piled up
-    stem = "." + os.fsencode(os.path.basename(path))[:100].decode(errors="ignore")
-    _remove_stale_parts(folder, stem)
+    folder, stem = _beside(path)
+    _remove_stale_parts(folder, stem)  # a part left by a killed run (its process gone), not piled up
     fd, tmp = tempfile.mkstemp(prefix=f"{stem}.{os.getpid()}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, mode) as fh:
@@ -80,6 +73,18 @@ def atomic_output(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _beside(path):
+    """(the folder of `path`, made when missing: one rule in every command; the stem `.NAME` of
+    the temporary names beside it, NAME cut to 100 bytes so a legal 255-byte file name still has
+    a legal temporary name)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise AbawError(f"{path}: cannot create the folder {folder} ({exc.strerror})") from None
+    return folder, "." + os.fsencode(os.path.basename(path))[:100].decode(errors="ignore")
 
 
 def _remove_stale_parts(folder, stem, pattern=r"\.(\d+)\.[^.]*\.part$", remove=os.unlink):
@@ -111,12 +116,7 @@ def atomic_folder(path):
     import shutil
 
     path = path.rstrip("/") or path
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise AbawError(f"{path}: cannot create the folder {parent} ({exc.strerror})") from None
-    stem = "." + os.fsencode(os.path.basename(path))[:100].decode(errors="ignore")
+    parent, stem = _beside(path)
     _remove_stale_parts(parent, stem, r"\.(?:part|old)-(\d+)$", lambda p: shutil.rmtree(p, ignore_errors=True))
     tmp = os.path.join(parent, f"{stem}.part-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
