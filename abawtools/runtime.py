@@ -50,14 +50,15 @@ def autocast(device, dtype):
 
 
 def finite_output(values, source, unit, dtype=None):
-    """A backbone's outputs (N, D), checked: NaN or Inf there is an overflow (fp16's range is
-    +-65504, which large models' activations exceed) or broken weights. Passed on, it would read
-    downstream as "no face" / "no audio" and vanish from the results without a word."""
+    """A backbone's outputs (N, D), a tensor (checked where it is: no copy off the GPU) or an
+    array: NaN or Inf there is an overflow (fp16's range is +-65504, which large models'
+    activations exceed) or broken weights. Passed on, it would read downstream as "no face" /
+    "no audio" and vanish from the results without a word."""
     import numpy as np
 
     from abawtools.errors import AbawError
 
-    bad = ~np.isfinite(values).all(axis=-1)
+    bad = ~(torch.isfinite(values) if torch.is_tensor(values) else np.isfinite(values)).all(-1)
     if bad.any():
         hint = ("fp16 overflows: use --dtype bf16 or fp32" if dtype == torch.float16
                 else "are the model's weights finite?")

@@ -508,7 +508,7 @@ class HFImageExtractor:
             x = x.to(self.dtype)
         with torch.no_grad():
             feats = pooled_features(self.model, x).float()
-            runtime.finite_output(feats.cpu().numpy(), self.name, "faces", self.dtype)
+            runtime.finite_output(feats, self.name, "faces", self.dtype)
             if self.head is not None:
                 feats = head_logits(feats @ self.head[0].T + self.head[1], self.columns)
         feats = feats.cpu().numpy()
