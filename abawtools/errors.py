@@ -15,3 +15,9 @@ class AbawError(click.ClickException):
 
     def show(self, file=None):
         click.echo(f"{self.command}: error: {self.format_message()}", err=True)
+
+
+def few(names, most=5):
+    """The first `most` of `names` for a one-line message, `a, b, c ...` when there are more."""
+    names = list(names)
+    return ", ".join(names[:most]) + (" ..." if len(names) > most else "")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from abawtools import CLASSES, NUM_CLASSES, data, engine, inference, loss, scoring, smoothing, windows
-from abawtools.errors import AbawError
+from abawtools.errors import AbawError, few
 from abawtools.model import build_model
 
 
@@ -107,8 +107,8 @@ class WindowJob(engine.Job):
                 raise AbawError("--val: every frame of the validation videos is labelled -1, nothing to score")
             shared = sorted({r["video"] for r in self.rows} & {r["video"] for r in self.val_rows})
             if shared and rank == 0:
-                log(f"warning: {len(shared)} validation video(s) are training videos too ({', '.join(shared[:5])}"
-                    f"{' ...' if len(shared) > 5 else ''}): the validation score is not held out")
+                log(f"warning: {len(shared)} validation video(s) are training videos too ({few(shared)}): the "
+                    "validation score is not held out")
         model = build_model(cfg)
         self.counts = trainset.class_counts()
         if opts.class_weights:

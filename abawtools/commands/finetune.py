@@ -97,6 +97,7 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     from abawtools import CLASSES, imagesets
     from abawtools.commands._common import check_output_dir, log
     from abawtools.engine import EXIT_PREEMPTED, Preempted
+    from abawtools.errors import few
 
     if not (images or rafdb or ferplus or affectnet or affwild2):
         raise click.UsageError(_SOURCES)
@@ -120,8 +121,8 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
     val_parts += [imagesets.rafdb(d, split="test") for d in val_rafdb]
     overlap = imagesets.shared(parts, val_parts)
     if overlap:
-        log(f"warning: validation shares {len(overlap)} video(s) or image(s) with training ({', '.join(overlap[:3])}"
-            f"{' ...' if len(overlap) > 3 else ''}): the validation score is not held out")
+        log(f"warning: validation shares {len(overlap)} video(s) or image(s) with training ({few(overlap, 3)}): "
+            "the validation score is not held out")
     roles = [(p, "train") for p in parts] + [(p, "val") for p in val_parts]
     for part, role in roles:
         kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)

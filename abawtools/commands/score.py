@@ -2,7 +2,7 @@
 
 import click
 
-from abawtools.errors import AbawError
+from abawtools.errors import AbawError, few
 
 
 @click.command(name="score")
@@ -52,7 +52,7 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing)
     missing = unmatched.get("unmatched_labels")
     if missing and not allow_missing:
         raise AbawError(f"{len(missing)} labelled video(s) of {label_dir} have no prediction in "
-                        f"{pred_dir or submission}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                        f"{pred_dir or submission}: {few(missing)} "
                         "(--allow-missing scores the others)")
 
     result = scoring.score(pairs)
@@ -101,11 +101,9 @@ def _report_unmatched(pred_only, label_only, what):
     from abawtools.commands._common import log
 
     if pred_only:
-        log(f"warning: {len(pred_only)} {what} without labels, not scored: {', '.join(pred_only[:5])}"
-            + (" ..." if len(pred_only) > 5 else ""))
+        log(f"warning: {len(pred_only)} {what} without labels, not scored: {few(pred_only)}")
     if label_only:  # an error unless --allow-missing
-        log(f"warning: {len(label_only)} label file(s) without a prediction, not scored: {', '.join(label_only[:5])}"
-            + (" ..." if len(label_only) > 5 else ""))
+        log(f"warning: {len(label_only)} label file(s) without a prediction, not scored: {few(label_only)}")
     return {"unmatched_predictions": pred_only, "unmatched_labels": label_only}
 
 

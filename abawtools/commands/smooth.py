@@ -3,7 +3,7 @@
 import click
 
 from abawtools.commands import _common
-from abawtools.errors import AbawError
+from abawtools.errors import AbawError, few
 from abawtools.smoothing import LOGIT_METHODS, METHODS
 
 
@@ -72,10 +72,10 @@ def cli(inputs, output, kernel, method, fmt, template, allow_missing, shard, ski
             short = {vid: max(frames) - len(predictions[vid]) for vid, frames in listed.items()
                      if vid in predictions and max(frames) > len(predictions[vid])}
             if short:
-                names = ", ".join(f"{vid} ({n})" for vid, n in sorted(short.items())[:5])
+                names = few(f"{vid} ({n})" for vid, n in sorted(short.items()))
                 _common.log(f"warning: the logits of {len(short)} video(s) end before the template's last listed "
-                            f"frame, those frames take the last label: {names}"
-                            f"{' ...' if len(short) > 5 else ''}; T is the template's (infer --like-template)")
+                            f"frame, those frames take the last label: {names}; T is the template's "
+                            "(infer --like-template)")
         filled = formats.write_submission(output or "-", predictions, template)
         if template:
             _common.log(f"submission: {filled} listed frame(s) had no prediction of their own and took the "

@@ -3,7 +3,7 @@
 import click
 
 from abawtools.commands import _common
-from abawtools.errors import AbawError
+from abawtools.errors import AbawError, few
 
 
 @click.command(name="window")
@@ -73,7 +73,7 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
                          "stop": int(s) + window, "valid_fraction": float(frac)})
     if skipped:
         log(f"warning: {len(skipped)} labelled video(s) without visual or audio features, skipped: "
-            + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+            + few(skipped))
     if not rows:
         raise AbawError("no window left (check the feature folders and --max-invalid)")
     with formats.atomic_output(output, "w") as fh:
