@@ -325,10 +325,10 @@ class FaceFinder:
             # the second look's face nearest the patch's centre (the candidate), in frame pixels
             cx, cy = back[:, :2] @ np.full(2, self.close.size / 2.0) + back[:, 2]
             side = max(found[i][j][1][2:])
-            near = [f for f in faces if abs(f[1][0] + f[1][2] / 2 - cx) + abs(f[1][1] + f[1][3] / 2 - cy) < 0.5 * side
-                    and 1 / self.SIZE_AGREEMENT < max(f[1][2:]) / side < self.SIZE_AGREEMENT]
-            verdict[i, j] = min(near, key=lambda f: abs(f[1][0] + f[1][2] / 2 - cx) + abs(f[1][1] + f[1][3] / 2 - cy),
-                                default=None)
+            near = [(abs(f[1][0] + f[1][2] / 2 - cx) + abs(f[1][1] + f[1][3] / 2 - cy), f) for f in faces
+                    if 1 / self.SIZE_AGREEMENT < max(f[1][2:]) / side < self.SIZE_AGREEMENT]
+            near = [(off, f) for off, f in near if off < 0.5 * side]
+            verdict[i, j] = min(near, key=lambda pair: pair[0])[1] if near else None
         out = []
         for i, faces in enumerate(found):
             kept = []

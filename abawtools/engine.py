@@ -179,7 +179,7 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
         os.unlink(marker)
     epoch, batch_in_epoch, history, best, resumed_loss = 0, 0, [], None, 0.0
     best_state = None
-    written = {"best_file": None}  # the best-weights file this checkpoint folder holds for this run
+    written_best = None  # the best-weights file this checkpoint folder holds for this run
     if os.path.exists(state_path):
         ckpt = load_checkpoint(state_path)
         if ckpt["fingerprint"] != fingerprint:
@@ -199,13 +199,14 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
         best_state = ckpt.get("best_state") or None  # inside the checkpoint: abawtools 0.2.0's layout
         if ckpt.get("best_file"):
             best_state = load_checkpoint(os.path.join(checkpoint_dir, ckpt["best_file"]))
-            written["best_file"] = ckpt["best_file"]
+            written_best = ckpt["best_file"]
         if rank == 0:
             log(f"resumed from {state_path}: epoch {epoch + 1}, step {batch_in_epoch}/{steps_per_epoch}")
     else:
         torch.manual_seed(opts.seed * 1000 + rank)  # per-rank dropout streams
 
     def save_checkpoint():
+        nonlocal written_best
         # every rank's generators: dropout and modality dropout draw from them (CUDA's on a GPU)
         rng = (torch.get_rng_state(),
                torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8))
@@ -219,9 +220,9 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
         # in every checkpoint (BEiT-large: 1.2 GB of a 4.8 GB checkpoint); the checkpoint names
         # it, and a file it no longer names is removed only after the checkpoint is in place
         best_file = f"best-epoch{best['epoch']}.pt" if best_state else ""
-        if best_file and best_file != written["best_file"]:
+        if best_file and best_file != written_best:
             _save_atomically(best_state, os.path.join(checkpoint_dir, best_file))
-            written["best_file"] = best_file
+            written_best = best_file
         state = {
             "fingerprint": fingerprint, "world": world, "epoch": epoch, "batch": batch_in_epoch,
             "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
