@@ -249,11 +249,11 @@ class Lengths:
             raise click.UsageError("--like takes one input; use --like-dir for many")
         self.fixed = frames if frames is not None else (frame_count(like) if like else None)
         self.like_dirs = list(like_dirs)
-        self.listed = {}
+        self.listed = {}  # video -> the last frame a template lists, in the templates' (sorted) order
         for template in templates:
             from abawtools import formats
 
-            for vid, numbers in formats.template_frames(template).items():
+            for vid, numbers in sorted(formats.template_frames(template).items()):
                 self.listed.setdefault(vid, max(numbers))
         self.sources = sources
 

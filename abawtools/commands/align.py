@@ -87,7 +87,7 @@ def _plan_named(inputs, lengths, like_dirs, templates, output):
     """One (audio, output, T) per video the label folders / templates name."""
     import os
 
-    from abawtools.formats import shared_audio_id, template_frames, video_id
+    from abawtools.formats import shared_audio_id, video_id
 
     if output in (None, "-"):
         raise click.UsageError("--like-dir / --like-template need -o FOLDER")
@@ -95,7 +95,7 @@ def _plan_named(inputs, lengths, like_dirs, templates, output):
     audio = {video_id(p): p for p in inputs}
     names = [video_id(f) for d in like_dirs for f in sorted(os.listdir(d))
              if f.endswith((".npy", ".txt") + _common.VIDEO_EXTS)]
-    names += [vid for t in templates for vid in sorted(template_frames(t))]
+    names += list(lengths.listed)  # the templates, read once by Lengths
     plan = []
     for vid in dict.fromkeys(names):
         src = audio.get(vid) or audio.get(shared_audio_id(vid))

@@ -88,9 +88,8 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
             for f in sorted(os.listdir(folder)):
                 if f.endswith(".txt"):
                     wanted.setdefault(f[:-4], os.path.join(folder, f))
-        for template in like_template:
-            for vid, numbers in sorted(formats.template_frames(template).items()):
-                wanted.setdefault(vid, max(numbers))
+        for vid, last in _common.Lengths(templates=like_template).listed.items():
+            wanted.setdefault(vid, last)
         if not (like_dir or like_template):
             wanted = {formats.video_id(f): None for f in sorted(os.listdir(visual_dir)) if f.endswith(".npy")}
         absent = [vid for vid in wanted if not os.path.exists(os.path.join(visual_dir, vid + ".npy"))]
