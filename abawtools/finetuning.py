@@ -354,16 +354,19 @@ def score_images(logits, index):
 
 
 # ------------------------------------------------------------------------------ output
-def save_finetuned(out_dir, model, spec, base, classes, prior, record):
+OUTPUT_KIND = "finetune"
+LEGACY_OUTPUT = ("finetune.json", visual.HEAD_FILE)  # a folder 0.2.0 wrote, before the mark
+
+
+def save_finetuned(out_dir, model, spec, base, classes, prior, record, inputs=()):
     """A folder `extract-visual --model` and a next `finetune --model` load as it is: the backbone
     (config.json + model.safetensors), preprocessor_config.json, head.safetensors, finetune.json.
     Written beside the target and renamed into place: never half a folder."""
     from safetensors.torch import save_file
 
-    with formats.atomic_folder(out_dir) as tmp:
+    with formats.atomic_folder(out_dir, OUTPUT_KIND, inputs, LEGACY_OUTPUT) as tmp:
         model.backbone.save_pretrained(tmp, safe_serialization=True)
-        pre = preprocessor_config(base) if base else {}
-        pre.update(spec.to_preprocessor_config())
+        pre = spec.to_preprocessor_config(preprocessor_config(base) if base else {})
         with open(os.path.join(tmp, "preprocessor_config.json"), "w") as fh:
             json.dump(pre, fh, indent=2)
         head = {"weight": model.head.weight.detach().cpu().contiguous(),

@@ -63,7 +63,7 @@ def atomic_output(path, mode="wb"):
     _remove_stale_parts(folder, stem)  # a part left by a killed run (its process gone), not piled up
     fd, tmp = tempfile.mkstemp(prefix=f"{stem}.{os.getpid()}.", suffix=".part", dir=folder)
     try:
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -108,21 +108,68 @@ def _remove_stale_parts(folder, stem, pattern=r"\.(\d+)\.[^.]*\.part$", remove=o
             pass
 
 
+OUTPUT_MARK = ".abawtools"  # in every folder abawtools writes whole: what it may replace again
+
+
+def _inside(path, folder):
+    """Whether `path` is `folder` or lies under it (real paths: links and `..` resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_replaceable(path, kind, inputs=(), legacy=()):
+    """Before any work: the folder `path` may be replaced whole by `abaw KIND`.
+
+    Never an input of the run, nor a folder that holds one; an existing folder only when it is
+    empty or an earlier output of the same command (its OUTPUT_MARK names KIND; `legacy`: files
+    that mark one written before the mark existed). Anything else would be a user's own data."""
+    for source in inputs:
+        if source and os.path.exists(source) and _inside(source, path):
+            what = "is" if os.path.realpath(source) == os.path.realpath(path) else "holds"
+            raise AbawError(f"{path}: this output folder {what} the input {source}, and would replace it: "
+                            "choose another output folder")
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise AbawError(f"{path}: exists and is not a folder abaw {kind} wrote: remove it or choose another name")
+    names = os.listdir(path)
+    if not names:
+        return
+    try:
+        with open(os.path.join(path, OUTPUT_MARK), encoding="utf-8") as fh:
+            mark = fh.read().split()
+    except OSError:
+        mark = None
+    if mark and mark[0] == kind:
+        return
+    if mark is None and legacy and all(name in names for name in legacy):
+        return
+    raise AbawError(f"{path}: exists and is not an earlier output of abaw {kind} (no {OUTPUT_MARK} file naming it; "
+                    f"{len(names)} entries): it would be replaced whole; remove it yourself or choose another folder")
+
+
 @contextlib.contextmanager
-def atomic_folder(path):
+def atomic_folder(path, kind, inputs=(), legacy=()):
     """Yield a temporary folder `.NAME.part-PID` beside `path`; when the block succeeds it replaces
     `path` whole (what was there before is removed: no file of an earlier run stays mixed in), else
-    it is deleted. A killed run's folder (its process gone) is removed by the next one."""
+    it is deleted. A killed run's folder (its process gone) is removed by the next one.
+
+    Only what `check_replaceable` allows is ever replaced: the folder is marked with OUTPUT_MARK
+    (`kind`, the command), so an input or a user's own folder is refused before anything is written."""
     import shutil
 
     path = path.rstrip("/") or path
+    check_replaceable(path, kind, inputs, legacy)
     parent, stem = _beside(path)
     _remove_stale_parts(parent, stem, r"\.(?:part|old)-(\d+)$", lambda p: shutil.rmtree(p, ignore_errors=True))
     tmp = os.path.join(parent, f"{stem}.part-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
+        with open(os.path.join(tmp, OUTPUT_MARK), "w", encoding="utf-8") as fh:
+            fh.write(f"{kind}\nwritten by abawtools; the next run of abaw {kind} into this folder replaces it whole\n")
         yield tmp
+        check_replaceable(path, kind, inputs, legacy)  # nothing else moved in while the work ran
         old = None
         if os.path.lexists(path):
             old = os.path.join(parent, f"{stem}.old-{os.getpid()}")
@@ -137,9 +184,30 @@ def atomic_folder(path):
         raise
 
 
+def check_not_input(outputs, inputs):
+    """No output file is one of the inputs (`infer -o visual/` beside `--visual-dir visual`)."""
+    real = {os.path.realpath(p): p for p in inputs if p and p != "-"}
+    for out in outputs:
+        if out and out != "-" and os.path.realpath(out) in real:
+            raise AbawError(f"{out}: this output is the input {real[os.path.realpath(out)]} and would replace it: "
+                            "choose another output")
+
+
 def write_npy(path, array):
     with atomic_output(path, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def open_text(path):
+    """Every text file abawtools reads (label lists, CSVs, templates, manifests, JSON) as Windows
+    and Excel write them too: a UTF-8 byte-order mark is dropped, CRLF and CR end lines like LF
+    (csv reads its own line ends: newline=""). Undecodable bytes stay visible as U+FFFD."""
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def decode_text(raw):
+    """Bytes of a text file -> str, by open_text's rules (the BOM dropped)."""
+    return raw.decode("utf-8-sig", errors="replace")
 
 
 def _read_bytes(path):
@@ -273,7 +341,7 @@ def read_labels(path):
     name = "stdin" if path == "-" else path
     if raw.startswith(NPY_MAGIC):
         raise AbawError(f"{name}: expected a label file, got an NPY")
-    return parse_labels(raw.decode("utf-8", errors="replace"), name)
+    return parse_labels(decode_text(raw), name)
 
 
 def format_labels(labels):
@@ -296,7 +364,7 @@ def read_predictions(path):
         except ValueError as exc:
             raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
         return read_logits(path, data=arr).argmax(axis=1)
-    return parse_labels(raw.decode("utf-8", errors="replace"), name)
+    return parse_labels(decode_text(raw), name)
 
 
 # -------------------------------------------------------------------------------- submission
@@ -311,7 +379,7 @@ def _parse_image_location(location, name, lineno):
 
 def _submission_rows(path):
     """Yield (lineno, video, frame_number, label_or_None) from a submission-layout CSV."""
-    raw = _read_bytes(path).decode("utf-8", errors="replace")
+    raw = decode_text(_read_bytes(path))
     name = "stdin" if path == "-" else path
     lines = raw.splitlines()
     if not lines or lines[0].lstrip("\ufeff").replace(" ", "").lower() != SUBMISSION_HEADER.lower():

@@ -23,8 +23,19 @@ def preprocessor_config(name):
         except Exception:
             path = None
     if path and os.path.exists(path):
-        with open(path) as fh:
-            return json.load(fh)
+        try:
+            with open(path, encoding="utf-8-sig") as fh:
+                config = json.load(fh)
+        except (OSError, ValueError) as exc:
+            from abawtools.errors import AbawError
+
+            raise AbawError(f"{path}: unreadable preprocessor config ({exc}); without it the model's input size "
+                            "and normalisation are unknown: repair or restore the file") from None
+        if not isinstance(config, dict):
+            from abawtools.errors import AbawError
+
+            raise AbawError(f"{path}: unreadable preprocessor config (not a JSON object)")
+        return config
     return {}
 
 

@@ -150,7 +150,7 @@ def rafdb(root, split="train"):
     labels = _require(os.path.join(root, "EmoLabel", "list_patition_label.txt"), "RAF-DB label file")
     aligned = os.path.isdir(os.path.join(root, "Image", "aligned"))
     rel, label, dropped = [], [], Counter()
-    with open(labels) as fh:
+    with formats.open_text(labels) as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:
@@ -179,7 +179,7 @@ def ferplus(root):
     folder = root if os.path.isfile(os.path.join(root, "label.csv")) else os.path.join(root, "FER2013Train")
     labels = _require(os.path.join(folder, "label.csv"), "FERPlus label.csv (DIR/label.csv or DIR/FER2013Train/label.csv)")
     rel, label, dropped = [], [], Counter()
-    with open(labels, newline="") as fh:
+    with formats.open_text(labels) as fh:
         for lineno, row in enumerate(csv.reader(fh), 1):
             if not row or (lineno == 1 and not row[-1].strip().isdigit()):
                 continue  # a header line, when there is one
@@ -213,7 +213,7 @@ def affectnet(root, precropped=False):
     images = os.path.join(root, "Manually_Annotated_Images")
     images = images if os.path.isdir(images) else root
     rel, label, box, dropped = [], [], [], Counter()
-    with open(labels, newline="") as fh:
+    with formats.open_text(labels) as fh:
         reader = csv.DictReader(fh)
         need = {"subDirectory_filePath", "expression"}
         if not need <= set(reader.fieldnames or ()):

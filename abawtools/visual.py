@@ -27,6 +27,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+CROPS_KIND = "extract-visual"  # the mark of a --crops folder (formats.atomic_folder)
 NUMBERED_IMAGE = re.compile(r"^(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
 
@@ -142,11 +143,24 @@ class ImageSpec:
             std=tuple(float(v) for v in pre.get("image_std", cls.std)),
         )
 
-    def to_preprocessor_config(self):
-        """What a fine-tuned model folder stores, so `from_pretrained` gives this spec back."""
-        return {"do_resize": True, "size": {"height": self.size, "width": self.size}, "resample": self.resample,
-                "do_rescale": self.scale != 1.0, "rescale_factor": self.scale, "do_normalize": True,
-                "image_mean": list(self.mean), "image_std": list(self.std)}
+    def to_preprocessor_config(self, base=None):
+        """What a fine-tuned model folder stores: `base` (the base model's preprocessor_config.json)
+        changed so that `from_pretrained` here and Hugging Face's AutoImageProcessor both feed the
+        model exactly what it was trained on, a size x size resize of the face crop, in every
+        layout: ViT (size h/w), BEiT and DINOv2/BiT (resize, then a centre crop: turned off, both
+        sizes set), ConvNeXt and ResNet (shortest_edge with crop_pct: crop_pct 1, so a square crop
+        is resized whole). A base's own crop_size left in place would feed another size."""
+        pre = dict(base or {})
+        pre.update({"do_resize": True, "size": {"height": self.size, "width": self.size}, "resample": self.resample,
+                    "do_rescale": self.scale != 1.0, "rescale_factor": self.scale, "do_normalize": True,
+                    "image_mean": list(self.mean), "image_std": list(self.std)})
+        if isinstance((base or {}).get("size"), dict) and "shortest_edge" in base["size"]:
+            pre["size"] = {"shortest_edge": self.size}  # the ConvNeXt processor accepts no other key
+        if "crop_size" in pre or "do_center_crop" in pre:
+            pre.update(do_center_crop=False, crop_size={"height": self.size, "width": self.size})
+        if "crop_pct" in pre:
+            pre["crop_pct"] = 1.0
+        return pre
 
 
 def resize_face(image_bgr, spec):
@@ -592,7 +606,7 @@ def extract(source, extractor, cropper, batch_size=64, frames=None, progress=Non
         return _extract(*args, None)
     from abawtools import formats
 
-    with formats.atomic_folder(crops_dir) as tmp:
+    with formats.atomic_folder(crops_dir, CROPS_KIND, inputs=[source.path]) as tmp:
         return _extract(*args, tmp)
 
 

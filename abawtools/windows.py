@@ -87,30 +87,43 @@ def write_manifest(fh, rows):
 
 
 def read_manifest(path):
-    """Rows as dicts with int start/stop/frames; paths relative to the manifest's folder resolved."""
+    """Rows as dicts with int start/stop/frames; paths relative to the manifest's folder resolved.
+    A hand-edited row that cannot be a window is one line naming the manifest, the line and the column."""
     from abawtools.errors import AbawError
+    from abawtools.formats import open_text
 
     try:
-        with open(path, newline="") as fh:
+        with open_text(path) as fh:
             reader = csv.DictReader(fh)
             missing = set(MANIFEST_FIELDS) - set(reader.fieldnames or ())
             if missing:
                 raise AbawError(f"{path}: not a window manifest (missing columns: {', '.join(sorted(missing))})")
             base = os.path.dirname(os.path.abspath(path))
-            rows = []
-            for lineno, row in enumerate(reader, start=2):
-                try:
-                    for k in ("frames", "start", "stop"):
-                        row[k] = int(row[k])
-                    row["valid_fraction"] = float(row["valid_fraction"])
-                except ValueError:
-                    raise AbawError(f"{path}:{lineno}: bad number in manifest row") from None
-                for k in ("visual", "audio", "labels"):
-                    if row[k] and not os.path.isabs(row[k]):
-                        row[k] = os.path.join(base, row[k])
-                rows.append(row)
+            rows = [_manifest_row(row, f"{path}:{lineno}", base) for lineno, row in enumerate(reader, start=2)]
     except FileNotFoundError:
         raise AbawError(f"{path}: no such manifest") from None
     if not rows:
         raise AbawError(f"{path}: manifest has no windows")
     return rows
+
+
+def _manifest_row(row, where, base):
+    from abawtools.errors import AbawError
+
+    for k in ("frames", "start", "stop", "valid_fraction"):
+        try:
+            row[k] = float(row[k]) if k == "valid_fraction" else int(row[k])
+        except (TypeError, ValueError):
+            raise AbawError(f"{where}: column '{k}': expected a number, got {row[k]!r}") from None
+    if not 0 <= row["start"] < row["stop"]:
+        raise AbawError(f"{where}: columns 'start'/'stop': {row['start']}/{row['stop']} is not a window "
+                        "(0 <= start < stop)")
+    if row["frames"] < 1 or row["start"] >= row["frames"]:
+        raise AbawError(f"{where}: column 'frames': {row['frames']} leaves no frame from start {row['start']}")
+    for k in ("visual", "labels"):
+        if not (row[k] or "").strip():
+            raise AbawError(f"{where}: column '{k}' is empty (a training window needs its {k} file)")
+    for k in ("visual", "audio", "labels"):
+        if row[k] and not os.path.isabs(row[k]):
+            row[k] = os.path.join(base, row[k])
+    return row

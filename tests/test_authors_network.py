@@ -138,7 +138,11 @@ def test_files_written_by_0_1_give_the_same_logits(arch):
     audio, a_mask = (x["audio"], x["audio_mask"]) if c else (x["audio"][:, 4:-4], x["audio_mask"][:, 4:-4])
     with torch.no_grad():
         logits = model(*(torch.from_numpy(t) for t in (x["visual"], audio, x["visual_mask"], a_mask)))
-    np.testing.assert_array_equal(logits.numpy(), np.load(os.path.join(LEGACY, f"{arch}-logits.npy")))
+    # The same numbers up to float32 rounding: the kernels torch picks differ by CPU (AVX2 / AVX-512),
+    # which moves the last bit (measured: 1.5e-7 on a Xeon without AVX-512); a changed model differs by far more.
+    expected = np.load(os.path.join(LEGACY, f"{arch}-logits.npy"))
+    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert (logits.numpy().argmax(-1) == expected.argmax(-1)).all()
 
 
 def test_legacy_variant_is_one_flag_away(tmp_path):

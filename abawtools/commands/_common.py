@@ -95,9 +95,12 @@ def plan_outputs(inputs, out, ext):
     if not inputs:
         inputs = ("-",)
     is_folder = out not in (None, "-") and (os.path.isdir(out) or out.endswith(os.sep))
+    from abawtools.formats import check_not_input
+
     if len(inputs) == 1 and not is_folder:
         if out not in (None, "-"):
             check_output_dir(out)  # before the work, not after it
+            check_not_input([out], inputs)
         return [(inputs[0], out or "-")]
     if out in (None, "-"):
         raise click.UsageError("several inputs need -o FOLDER (one output per video)")
@@ -110,6 +113,7 @@ def plan_outputs(inputs, out, ext):
             raise AbawError(f"{path} and {seen[vid]} would both write {vid}{ext}")
         seen[vid] = path
         plan.append((path, os.path.join(out, vid + ext)))
+    check_not_input([o for _, o in plan], inputs)
     return plan
 
 

@@ -93,6 +93,10 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
         return
+    if crops_dir:  # every crop folder checked before any work: never an input, never a user's own folder
+        for path, out in plan:
+            formats.check_replaceable(os.path.join(crops_dir, formats.video_id(out if out != "-" else path)),
+                                      visual.CROPS_KIND, inputs)
     dev, precision = "cpu", None
     if model != "hog" or (detector == "blazeface" and not no_detect):  # torch runs the model or the detector
         from abawtools.runtime import pick_device, torch_dtype

@@ -110,6 +110,12 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
         patience = 0  # nothing to stop on
     output = output.rstrip("/") or output
     check_output_dir(output)
+    from abawtools import formats
+    from abawtools.finetuning import LEGACY_OUTPUT, OUTPUT_KIND
+
+    inputs = [base, *images, *rafdb, *ferplus, *affectnet, *val_images, *val_rafdb,
+              *(p for pair in affwild2 + val for p in pair)]
+    formats.check_replaceable(output, OUTPUT_KIND, inputs, LEGACY_OUTPUT)  # before hours of training
 
     parts = [imagesets.image_folder(d) for d in images]
     parts += [imagesets.rafdb(d) for d in rafdb]
@@ -164,7 +170,7 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
         "training": summary,
     }
     prior = job.prior()
-    save_finetuned(output, model, job.spec, base, job.classes, np.asarray(prior), record)
+    save_finetuned(output, model, job.spec, base, job.classes, np.asarray(prior), record, inputs)
     best = summary["best"]
     log(f"wrote {output}/" + (f" (best epoch {best['epoch']}, val macro F1 {best['val_macro_f1']:.4f}, "
                               f"accuracy {best['val_accuracy']:.4f})" if best else ""))

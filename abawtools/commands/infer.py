@@ -108,6 +108,7 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
             a = formats.find_for_video(audio_dir, vid, ".npy")
             plan.append((v_path, os.path.join(output, vid + ".npy"), a))
         plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
+    formats.check_not_input([item[1] for item in plan], [*model_paths, *(p for item in plan for p in (item[0], item[2]))])
     plan = _common.skip_done(plan, skip_existing)
     progress = _common.Progress(len(plan), "infer", unit="videos") if len(plan) > 1 else None
     for v_path, out, a_path in plan:

@@ -98,6 +98,9 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
     check_output_dir(output)  # before an epoch of work, not after it
     rows = windows.read_manifest(manifest)
     val_rows = windows.read_manifest(val) if val else None
+    from abawtools.formats import check_not_input
+
+    check_not_input([output], [manifest, val, *{r[k] for r in rows + (val_rows or []) for k in ("visual", "audio")}])
     W = rows[0]["stop"] - rows[0]["start"]
     cfg = ModelConfig(arch=arch, d_model=d_model, layers=layers, heads=heads, dropout=dropout,
                       modality_dropout=modality_dropout, window=W, stride=_stride(rows, W),
