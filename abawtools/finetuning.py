@@ -321,7 +321,11 @@ class FinetuneJob(engine.Job):
                 continue
             for part in (index.root, index.rel, index.label, index.box):
                 h.update(part.tobytes())
-            h.update("|".join(index.roots).encode())
+            h.update(b"|".join(map(os.fsencode, index.roots)))
+            # the image folders themselves (size and time: a file added, removed or replaced)
+            h.update(engine.file_signature(index.roots).encode())
+        if os.path.isdir(self.base):  # the base model's own files: new weights at the same path are another run
+            h.update(engine.file_signature(sorted(os.path.join(self.base, f) for f in os.listdir(self.base))).encode())
         return h.hexdigest()
 
     def summary(self):

@@ -13,9 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from abawtools import CLASSES, formats
+from abawtools import CLASSES, formats, frames
 from abawtools.errors import AbawError
-from abawtools.visual import NUMBERED_IMAGE
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DROP = -1  # a label that is counted and left out
@@ -53,11 +52,14 @@ class ImageIndex:
     """
 
     def __init__(self, name, roots, root, rel, label, box=None, video=None, frame=None, dropped=None,
-                 videos=None):
+                 videos=None, warnings=None):
         n = len(label)
         self.name = name
         self.roots = list(roots)
         self.root = np.asarray(root, np.int32).reshape(n)
+        # names as the file system's bytes (os.fsencode): any name it holds (UTF-8, spaces) round-trips
+        if not isinstance(rel, np.ndarray) or rel.dtype.kind != "S":
+            rel = [os.fsencode(r) if isinstance(r, str) else bytes(r) for r in rel]
         self.rel = np.asarray(rel, dtype=np.bytes_).reshape(n)
         self.label = np.asarray(label, np.int8).reshape(n)
         self.box = np.full((n, 4), -1, np.int32) if box is None else np.asarray(box, np.int32).reshape(n, 4)
@@ -65,12 +67,13 @@ class ImageIndex:
         self.frame = np.full(n, -1, np.int32) if frame is None else np.asarray(frame, np.int32).reshape(n)
         self.videos = list(videos or [])  # (id, label array) per Aff-Wild2 video, for validation
         self.dropped = Counter(dropped or {})
+        self.warnings = list(warnings or [])  # what changes what is trained on, said by name
 
     def __len__(self):
         return len(self.label)
 
     def path(self, i):
-        return os.path.join(self.roots[self.root[i]], self.rel[i].decode())
+        return os.path.join(self.roots[self.root[i]], os.fsdecode(self.rel[i]))
 
     def counts(self, num_classes=len(CLASSES)):
         return np.bincount(self.label[self.label >= 0], minlength=num_classes)[:num_classes]
@@ -95,7 +98,8 @@ class ImageIndex:
             dropped.update({f"{p.name}: {k}": v for k, v in p.dropped.items()})
         return cls(name, roots, np.concatenate(root), np.concatenate([p.rel for p in parts]),
                    np.concatenate([p.label for p in parts]), np.concatenate([p.box for p in parts]),
-                   np.concatenate(video), np.concatenate([p.frame for p in parts]), dropped, videos)
+                   np.concatenate(video), np.concatenate([p.frame for p in parts]), dropped, videos,
+                   [w for p in parts for w in p.warnings])
 
 
 def _require(path, what):
@@ -272,15 +276,24 @@ def affwild2(cropped, label_dir, every=1, validation=False):
     if not files:
         raise AbawError(f"{label_dir}: no EXPR label files (ID.txt)")
     roots, root, rel, label, video, frame, videos, dropped = [], [], [], [], [], [], [], Counter()
+    warnings = []
     for name in files:
         vid = name[:-4]
         labels = formats.read_labels(os.path.join(label_dir, name))
         folder = os.path.join(cropped, vid)
         present = np.zeros(len(labels), bool)
+        names = {}
         if os.path.isdir(folder):
-            numbers = [int(m.group(1)) - 1 for m in map(NUMBERED_IMAGE.match, os.listdir(folder)) if m]
-            numbers = np.array([t for t in numbers if 0 <= t < len(labels)], np.int64)
-            present[numbers] = True
+            layout = frames.numbered_frames(folder, len(labels))  # extract-visual's reader, its rules
+            if layout.note:
+                warnings.append(layout.note)
+            names = layout.files
+            past = sum(t >= len(labels) for t in names)
+            if past:
+                dropped["jpg past the label file's end"] += past
+                warnings.append(f"{folder}: {past} image(s) past the last line of {vid}.txt ({len(labels)} frames) "
+                                "left out: is it the right label file?")
+            present[[t for t in names if t < len(labels)]] = True
         else:
             dropped["video without a cropped_aligned folder"] += 1
         if validation:  # every jpg is predicted; a labelled frame without one is still scored
@@ -295,12 +308,12 @@ def affwild2(cropped, label_dir, every=1, validation=False):
             keep = keep[::every]
         roots.append(folder)
         root.append(np.full(len(keep), len(roots) - 1, np.int32))
-        rel.append(np.char.mod("%05d.jpg", keep + 1).astype(np.bytes_))
+        rel.append(np.array([os.fsencode(names[t]) for t in keep.tolist()], dtype=np.bytes_).reshape(len(keep)))
         label.append(labels[keep])
         video.append(np.full(len(keep), len(videos), np.int32))
         frame.append(keep.astype(np.int32))
         videos.append((vid, labels))
     index = ImageIndex(f"Aff-Wild2 {label_dir}", roots, np.concatenate(root), np.concatenate(rel),
                        np.concatenate(label), video=np.concatenate(video), frame=np.concatenate(frame),
-                       dropped={k: v for k, v in dropped.items() if v}, videos=videos)
+                       dropped={k: v for k, v in dropped.items() if v}, videos=videos, warnings=warnings)
     return _empty_check(index, f"--affwild2 {cropped} {label_dir}")

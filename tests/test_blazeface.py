@@ -189,7 +189,7 @@ def test_aligned_crops_of_rolled_faces_are_upright(detector, angle, tmp_path, ru
     assert result.exit_code == 0, result.stderr
     close = BlazeFace("short")
     tilts = []
-    for name in sorted((tmp_path / "crops" / "r").iterdir()):
+    for name in sorted((tmp_path / "crops" / "r").glob("*.jpg")):
         crop = cv2.imread(str(name))
         assert crop.shape == (112, 112, 3)
         faces = close(cv2.resize(crop, (256, 256)))

@@ -35,7 +35,8 @@ def _video(path, frames):
 
 
 def _crop_means(folder):
-    return {int(f[:5]): cv2.imread(os.path.join(folder, f)).mean() for f in sorted(os.listdir(folder))}
+    return {int(f[:5]): cv2.imread(os.path.join(folder, f)).mean() for f in sorted(os.listdir(folder))
+            if f.endswith(".jpg")}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,76 @@ def test_the_subject_coming_back_into_an_empty_frame_is_taken_at_once(run, tmp_p
     assert faceless.tolist() == [False] * 8 + [True] * 4 + [False] * 6
 
 
+def test_a_scene_cut_that_moves_the_only_person_loses_at_most_two_frames(run, tmp_path):
+    """One person; at frame 30 a cut moves the face from the left to the right and 15 % larger
+    (before the fix: 25 NaN frames after the cut, the lone face taken for a passer-by)."""
+    after = np.full((H, W, 3), 90, np.uint8)
+    big = _face(138, 0.6)
+    after[50:188, 300:438] = big
+    frames = [_frame(right=False)] * 30 + [after] * 50
+    video = _video(tmp_path / "cut.mp4", frames)
+    result = run(["extract-visual", video, "-o", tmp_path / "cut.npy"])
+    assert result.exit_code == 0, result.stderr
+    faceless = ~np.isfinite(np.load(tmp_path / "cut.npy")).all(axis=1)
+    print("faceless frames after the cut:", int(faceless[30:].sum()))
+    assert not faceless[:30].any() and faceless[30:].sum() <= 2
+
+
+def test_a_shot_cut_chooses_the_subject_again_among_two_faces(run, tmp_path):
+    """A cut to another shot with two people: the subject is chosen again at once (the passer-by
+    patience is for one shot), here the largest face."""
+    shot2 = np.full((H, W, 3), 200, np.uint8)  # another scene: a bright wall
+    shot2[60:180, 40:160] = DARK
+    shot2[40:170, 300:430] = BRIGHT
+    shot1 = np.full((H, W, 3), 90, np.uint8)
+    shot1[60:180, 180:300] = DARK  # one person in the middle, where nobody of the next shot is
+    frames = [shot1] * 20 + [shot2] * 20
+    video = _video(tmp_path / "shots.mp4", frames)
+    result = run(["extract-visual", video, "--crops", tmp_path / "crops", "-o", tmp_path / "shots.npy"])
+    assert result.exit_code == 0, result.stderr
+    faceless = ~np.isfinite(np.load(tmp_path / "shots.npy")).all(axis=1)
+    assert faceless.sum() <= 2, np.flatnonzero(faceless)
+
+
+@pytest.mark.parametrize("args, out", [(["--subject", "right"], "two.npy"), ([], "two_right.npy"),
+                                       (["--subject", "left"], "late.npy"), ([], "late_left.npy")])
+def test_the_named_side_is_never_the_other_persons(run, tmp_path, args, out):
+    """A person alone on one side for 12 frames, then a second on the named side: the named
+    subject has no face for the first 12 frames and is the named side's person after (before the
+    fix: the first face seen, whatever its side, was tracked on all 60 frames)."""
+    named_right = out.startswith("two")  # two*: the right person is named; late*: the left one
+    alone = _frame(left=named_right, right=not named_right)  # the other side's person, alone
+    video = _video(tmp_path / (out.split("_")[0].replace(".npy", "") + ".mp4"), [alone] * 12 + [_frame()] * 48)
+    result = run(["extract-visual", video, *args, "--crops", tmp_path / "crops", "-o", tmp_path / out])
+    assert result.exit_code == 0, result.stderr
+    feats = np.load(tmp_path / out)
+    faceless = ~np.isfinite(feats).all(axis=1)
+    assert faceless[:12].all() and not faceless[12:].any(), np.flatnonzero(faceless)
+    means = _crop_means(tmp_path / "crops" / out[:-4])
+    assert sorted(means) == list(range(13, 61))
+    want_bright = "right" in " ".join(args) + out  # the right person is the bright one
+    assert all((m > 140) if want_bright else (m < 110) for m in means.values()), means
+
+
+def test_face_track_rules_on_boxes():
+    from abawtools.faces import FaceTrack
+
+    a, b = (40, 60, 100, 100, None), (300, 60, 100, 100, None)
+    track = FaceTrack("right")
+    assert track([a], 480) is None  # only the left person: not this subject
+    assert track([a, b], 480) == b  # the right one appears: chosen at once
+    track = FaceTrack("largest")
+    assert track([a, b], 480) is not None
+    first = track.box
+    other = b if first == a else a
+    assert track([other], 480) is None  # two were in view: the other one is not taken at once
+    track = FaceTrack("largest")
+    assert track([a], 480) == a
+    assert track([b], 480) == b  # alone before, alone now: the subject moved
+    track.cut()
+    assert track([a, b], 480) in (a, b)
+
+
 def test_crops_layout_read_back_gives_the_same_features_with_any_workers(run, tmp_path):
     frames = [_frame(right=False)] * 6 + [_frame(False, False)] * 3 + [_frame(right=False)] * 5
     video = _video(tmp_path / "clip.mp4", frames)
@@ -94,7 +165,7 @@ def test_crops_layout_read_back_gives_the_same_features_with_any_workers(run, tm
         result = run(["extract-visual", video, "--workers", workers, "--crops", crops, "-o", out])
         assert result.exit_code == 0, result.stderr
         outs.append(np.load(out))
-        names = sorted(os.listdir(crops / "clip"))
+        names = sorted(f for f in os.listdir(crops / "clip") if f.endswith(".jpg"))
         assert names == [f"{t:05d}.jpg" for t in [*range(1, 7), *range(10, 15)]]
         assert cv2.imread(str(crops / "clip" / names[0])).shape == (112, 112, 3)
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -108,4 +179,5 @@ def test_crops_layout_read_back_gives_the_same_features_with_any_workers(run, tm
     result = run(["extract-visual", video, "--crops", tmp_path / "c1", "-o", tmp_path / "again" / "clip.npy"])
     assert result.exit_code == 0, result.stderr
     assert sorted(os.listdir(tmp_path / "c1")) == ["clip"]
-    assert sorted(os.listdir(tmp_path / "c1" / "clip")) == [f"{t:05d}.jpg" for t in [*range(1, 7), *range(10, 15)]]
+    assert sorted(os.listdir(tmp_path / "c1" / "clip")) == [".abawtools"] + [
+        f"{t:05d}.jpg" for t in [*range(1, 7), *range(10, 15)]]

@@ -110,8 +110,10 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
         vid = formats.video_id(out if out != "-" else path)
         target = lengths(vid)
         side = subject or ("left" if vid.endswith("_left") else "right" if vid.endswith("_right") else "largest")
-        source = visual.open_source(path)
-        bar = _common.Progress(source.frames, f"extract-visual {formats.video_id(path)}")
+        source = visual.open_source(path, target)
+        if source.note:
+            _common.log(f"warning: {source.note}")
+        bar = _common.Progress(source.stop, f"extract-visual {formats.video_id(path)}")
         feats = visual.extract(source, extractor, cropper, batch_size, target, bar.update, workers=workers,
                                subject=side, crops_dir=os.path.join(crops_dir, vid) if crops_dir else None)
         bar.close()

@@ -137,6 +137,8 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
             dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
                 f"{k} {v}" for k, v in part.dropped.items())
         log(f"{role} {part.name}: {len(part)} images ({kept}){dropped}")
+        for warning in part.warnings:
+            log(f"warning: {warning}")
 
     import torch
 
