@@ -178,8 +178,12 @@ def _worker_init(_):
 
 
 def loader(dataset, index_lists, workers, device):
+    # Its own generator: an iterator's worker seed would otherwise be drawn from torch's global
+    # generator, shifting every dropout mask after a resume (measured: weights 3.4e-3 apart with
+    # hidden_dropout_prob 0.1). Nothing random happens on the workers, so a fixed seed is enough.
     return torch.utils.data.DataLoader(dataset, batch_sampler=index_lists, num_workers=workers,
-                                       pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
+                                       pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
+                                       generator=torch.Generator().manual_seed(0))
 
 
 def check_readable(index, spec, sample=8):

@@ -24,10 +24,11 @@ from abawtools.commands import _common
               help="BlazeFace: the least score of the second, upright look that confirms a weaker candidate "
               "(a rolled or covered face; default 0.7, or --face-score if higher: no false face on 240 "
               "frames of colour blobs, where 0.6 gave 4); lower finds more covered faces and more false ones.")
-@click.option("--align", is_flag=True,
-              help="With --detector blazeface: warp each face by its eyes, nose and mouth onto the 112x112 "
-              "template of aligned face crops (ArcFace's, what cropped_aligned looks like), upright whatever "
-              "the head's roll.")
+@click.option("--align/--no-align", default=None,
+              help="With --detector blazeface (default: on): warp each face by its eyes, nose and mouth onto the "
+              "112x112 template of aligned face crops (ArcFace's, what Aff-Wild2's cropped_aligned looks like "
+              "and what finetune's stage 2 trains on), upright whatever the head's roll. --no-align: the "
+              "square box widened by 25 % (heads rolled by 35 degrees come out tilted by a median 38).")
 @click.option("--subject", type=click.Choice(["largest", "left", "right", "centre"]), default=None,
               help="Whose face, when several are in view: chosen by this in the first frame it applies to, "
               "then tracked from frame to frame (a passer-by never takes over; a frame where the tracked "
@@ -71,6 +72,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
       abaw extract-visual cropped_aligned/* --no-detect --model beit-affwild2/ --logits -o vlogits/
       abaw extract-visual videos/10-60-1280x720.mp4 -o visual/10-60-1280x720_left.npy --crops mycrops/
       abaw extract-visual talk.mp4 --subject centre --crops my_cropped_aligned/ -o visual/talk.npy
+      abaw extract-visual talk.mp4 --no-align -o visual/talk.npy   # the widened box, not aligned
       sbatch --array=0-15 examples/slurm/extract.sbatch      # one shard per array task
     """
     import os
@@ -84,6 +86,8 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
         raise click.UsageError("reads files only (media cannot be decoded from a pipe here): give the path")
     if align and (detector != "blazeface" or no_detect):
         raise click.UsageError("--align needs facial keypoints: --detector blazeface (and no --no-detect)")
+    if align is None:  # aligned by default where there are keypoints: what cropped_aligned is
+        align = detector == "blazeface" and not no_detect
     if no_detect and subject:
         raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
     if (face_score is not None or confirm_score is not None) and (detector != "blazeface" or no_detect):
