@@ -150,10 +150,16 @@ def rafdb(root, split="train"):
     """--rafdb RAF-DB/basic: EmoLabel/list_patition_label.txt, training images (train_*) only;
     `split="test"` (--val-rafdb): the test_* images only.
 
-    Images from Image/aligned/NAME_aligned.jpg when that folder exists, else Image/original/NAME."""
+    Images from Image/aligned/NAME_aligned.jpg when that folder exists, else Image/original/NAME
+    cropped by its face box, Annotation/boundingbox/NAME_boundingbox.txt (`x1 y1 x2 y2`): a whole
+    photo is never trained on as if it were a face."""
     labels = _require(os.path.join(root, "EmoLabel", "list_patition_label.txt"), "RAF-DB label file")
     aligned = os.path.isdir(os.path.join(root, "Image", "aligned"))
-    rel, label, dropped = [], [], Counter()
+    boxes = os.path.join(root, "Annotation", "boundingbox")
+    if not aligned and not os.path.isdir(boxes):
+        raise AbawError(f"{root}: RAF-DB has neither Image/aligned/ nor Annotation/boundingbox/: the photos in "
+                        "Image/original are not face crops; unpack the aligned images or the boxes")
+    rel, label, box, dropped = [], [], [], Counter()
     with formats.open_text(labels) as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
@@ -166,20 +172,64 @@ def rafdb(root, split="train"):
                 dropped["test split" if split == "train" else "training split"] += 1
                 continue
             stem, ext = os.path.splitext(name)
-            rel.append(f"aligned/{stem}_aligned{ext}" if aligned else f"original/{name}")
+            if aligned:
+                rel.append(f"aligned/{stem}_aligned{ext}")
+                box.append((-1, -1, -1, -1))
+            else:
+                found = _rafdb_box(os.path.join(boxes, f"{stem}_boundingbox.txt"))
+                if found is None:
+                    dropped["no face box"] += 1
+                    continue
+                rel.append(f"original/{name}")
+                box.append(found)
             label.append(RAFDB[value])
     index = ImageIndex(f"RAF-DB {root}" + (" (test split)" if split != "train" else ""), [os.path.join(root, "Image")],
-                       np.zeros(len(rel)), rel, label, dropped=dropped)
+                       np.zeros(len(rel)), rel, label, box=np.array(box, np.int32).reshape(-1, 4), dropped=dropped)
     return _empty_check(index, f"--{'val-' if split != 'train' else ''}rafdb {root}")
 
 
+def _rafdb_box(path):
+    """(x, y, w, h) from RAF-DB's `x1 y1 x2 y2` box file, or None when it is missing or unusable."""
+    try:
+        with formats.open_text(path) as fh:
+            x1, y1, x2, y2 = (float(v) for v in fh.read().split()[:4])
+    except (OSError, ValueError):
+        return None
+    if not (x2 > x1 and y2 > y1) or not all(np.isfinite([x1, y1, x2, y2])):
+        return None
+    return int(round(x1)), int(round(y1)), int(round(x2 - x1)), int(round(y2 - y1))
+
+
 # ----------------------------------------------------------------------------- FERPlus
-def ferplus(root):
+FERPLUS_RULES = ("majority", "plurality")
+
+
+def ferplus_label(votes, rule="majority"):
+    """(FERPlus column index, None) or (None, reason it is left out) for one row's 10 vote counts.
+
+    majority (microsoft/FERPlus, src/ferplus.py `_process_data`, mode 'majority', the default):
+    single votes are outliers and removed, then the top class needs more than half of the votes
+    left. plurality: the most votes, a tie left out."""
+    votes = np.asarray(votes, np.float64)
+    if rule == "majority":
+        votes = np.where(votes < 1.0 + np.finfo(float).eps, 0.0, votes)
+        if votes.max() <= 0 or votes.max() <= 0.5 * votes.sum():
+            return None, "no majority vote"
+        return int(np.argmax(votes)), None
+    top = np.flatnonzero(votes == votes.max())
+    if votes.max() <= 0:
+        return None, "no votes"
+    if len(top) > 1:
+        return None, "tied vote"
+    return int(top[0]), None
+
+
+def ferplus(root, rule="majority"):
     """--ferplus DIR: DIR/label.csv, or the training folder DIR/FER2013Train/label.csv.
 
     Rows `image,(x, y, w, h),neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,
-    unknown,NF` (votes); the label is the majority vote; a tie for the most votes, or a majority
-    of contempt / unknown / not-a-face, is left out."""
+    unknown,NF` (votes); the label by `rule` (ferplus_label: the publishers' majority by default);
+    a row without one, or whose label is contempt / unknown / not-a-face, is left out."""
     folder = root if os.path.isfile(os.path.join(root, "label.csv")) else os.path.join(root, "FER2013Train")
     labels = _require(os.path.join(folder, "label.csv"), "FERPlus label.csv (DIR/label.csv or DIR/FER2013Train/label.csv)")
     rel, label, dropped = [], [], Counter()
@@ -191,18 +241,17 @@ def ferplus(root):
                 votes = np.array([float(v) for v in row[2:12]])
             except ValueError:
                 votes = np.array([])
-            if len(votes) != 10:
-                raise AbawError(f"{labels}:{lineno}: expected an image name, a face box and 10 vote counts")
-            top = np.flatnonzero(votes == votes.max())
-            if votes.max() <= 0:
-                dropped["no votes"] += 1
-            elif len(top) > 1:
-                dropped["tied vote"] += 1
-            elif FERPLUS_COLUMNS[top[0]] not in FERPLUS:
-                dropped[f"majority {FERPLUS_COLUMNS[top[0]]}"] += 1
+            if len(votes) != 10 or not np.isfinite(votes).all() or (votes < 0).any():
+                raise AbawError(f"{labels}:{lineno}: expected an image name, a face box and 10 vote counts "
+                                f"(whole numbers >= 0), got {','.join(row[2:12])[:60]!r}")
+            column, why = ferplus_label(votes, rule)
+            if why:
+                dropped[why] += 1
+            elif FERPLUS_COLUMNS[column] not in FERPLUS:
+                dropped[f"majority {FERPLUS_COLUMNS[column]}"] += 1
             else:
                 rel.append(row[0].strip())
-                label.append(FERPLUS[FERPLUS_COLUMNS[top[0]]])
+                label.append(FERPLUS[FERPLUS_COLUMNS[column]])
     index = ImageIndex(f"FERPlus {folder}", [folder], np.zeros(len(rel)), rel, label, dropped=dropped)
     return _empty_check(index, f"--ferplus {root}")
 

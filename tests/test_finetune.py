@@ -52,7 +52,9 @@ def test_sources_count_what_they_leave_out(tmp_path):
     assert len(raf) == 16 and raf.dropped == {"test split": 4}
     assert os.path.exists(raf.path(0)) and raf.path(0).endswith("_aligned.jpg")
     fer = imagesets.ferplus(imagedata.ferplus(str(tmp_path / "fer"), 14, rng))
-    assert len(fer) == 14 and fer.dropped == {"tied vote": 1, "majority contempt": 1}
+    assert len(fer) == 14 and fer.dropped == {"no majority vote": 1, "majority contempt": 1}
+    plural = imagesets.ferplus(str(tmp_path / "fer"), rule="plurality")
+    assert len(plural) == 14 and plural.dropped == {"tied vote": 1, "majority contempt": 1}
     assert fer.counts().tolist() == [2, 2, 2, 2, 2, 2, 2, 0]
     aff = imagesets.affectnet(imagedata.affectnet(str(tmp_path / "aff"), 14, rng))
     assert len(aff) == 14 and aff.dropped == {"contempt": 1, "none": 1, "uncertain": 1, "no-face": 1}
@@ -67,6 +69,25 @@ def test_sources_count_what_they_leave_out(tmp_path):
         assert mine.tolist() == have
     assert aw.dropped["label -1"] == sum(int((lab < 0).sum()) for _, lab in aw.videos)
     assert len(every) + every.dropped["--every 3"] == len(aw)
+
+
+def test_ferplus_majority_is_the_publishers_rule():
+    """microsoft/FERPlus's majority mode: single votes removed, then more than half of the rest.
+    FER2013Train row 1 (votes 4,0,0,1,3,2,0,0,0,0) is left out by it; plurality called it Neutral."""
+    row1 = [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]
+    assert imagesets.ferplus_label(row1) == (None, "no majority vote")
+    assert imagesets.ferplus_label(row1, "plurality") == (0, None)
+    # 6 of 10 happiness + one stray vote each for two others: the stray ones go, 6 > 4
+    assert imagesets.ferplus_label([2, 6, 1, 1, 0, 0, 0, 0, 0, 0]) == (1, None)
+    assert imagesets.ferplus_label([5, 5, 0, 0, 0, 0, 0, 0, 0, 0]) == (None, "no majority vote")
+    assert imagesets.ferplus_label([1, 1, 1, 0, 0, 0, 0, 0, 0, 0]) == (None, "no majority vote")  # all single
+    # an independent restatement over random rows
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        votes = rng.multinomial(10, rng.dirichlet(np.ones(10) * 0.5))
+        kept = [v if v > 1 else 0 for v in votes]
+        want = kept.index(max(kept)) if max(kept) * 2 > sum(kept) else None
+        assert imagesets.ferplus_label(votes)[0] == want, votes
 
 
 # --------------------------------------------------------------------- both stages
@@ -94,7 +115,7 @@ def test_two_stages_through_finetune_sh_extract_and_score_above_untuned(tree, tm
                            d["val"], tmp_path / "ft", "--", "--epochs", "6", "--lr", "2e-3", *FAST],
                           capture_output=True, text=True, env=tool_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "left out: test split 8" in proc.stderr and "tied vote 1, majority contempt 1" in proc.stderr
+    assert "left out: test split 8" in proc.stderr and "no majority vote 1, majority contempt 1" in proc.stderr
     assert "head rebuilt: 7 classes -> 8" in proc.stderr
     stage1 = tmp_path / "ft" / "static"
     record = json.load(open(stage1 / "finetune.json"))

@@ -17,7 +17,10 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--rafdb", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
               help="RAF-DB basic (EmoLabel/list_patition_label.txt; train_* images).")
 @click.option("--ferplus", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
-              help="FERPlus: DIR/label.csv or DIR/FER2013Train/label.csv (majority vote; ties dropped).")
+              help="FERPlus: DIR/label.csv or DIR/FER2013Train/label.csv (labels by --ferplus-rule).")
+@click.option("--ferplus-rule", type=click.Choice(["majority", "plurality"]), default="majority", show_default=True,
+              help="majority: microsoft/FERPlus's own rule (single votes removed, then more than half of the rest; "
+              "else left out); plurality: the most votes, ties left out (abawtools 0.2.0).")
 @click.option("--affectnet", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
               help="AffectNet: DIR/training.csv, images in DIR/Manually_Annotated_Images/ (expressions 0-6).")
 @click.option("--affectnet-precropped", is_flag=True, help="AffectNet images are face crops already: no face box.")
@@ -65,7 +68,7 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0),
               help="DataLoader processes that decode and resize images.")
 @_common.run_options(patience=10, checkpoint_every=500)
-def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, affwild2, every, val, val_images,
+def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2, every, val, val_images,
         val_rafdb, epochs,
         batch_size, accumulate, lr, head_lr_mult, layer_decay, weight_decay, head_weight_decay, warmup, loss_name,
         gamma, label_smoothing, class_weights, beta, balanced_sampling, no_flip, crop_scale, jitter, grayscale,
@@ -119,7 +122,7 @@ def cli(base, output, images, rafdb, ferplus, affectnet, affectnet_precropped, a
 
     parts = [imagesets.image_folder(d) for d in images]
     parts += [imagesets.rafdb(d) for d in rafdb]
-    parts += [imagesets.ferplus(d) for d in ferplus]
+    parts += [imagesets.ferplus(d, ferplus_rule) for d in ferplus]
     parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
     parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
     val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]

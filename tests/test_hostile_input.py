@@ -1,0 +1,244 @@
+"""Hostile input read as its publishers define it, or stopped with one line naming the file: text
+files off Windows and Excel (BOM, CRLF), cropped_aligned folders that do not follow the layout,
+RAF-DB without its aligned images, names outside ASCII, hand-edited manifests, a fine-tuned
+model's processor config in every layout. Each case was a silent wrong result before its fix."""
+
+import csv
+import json
+import os
+
+import imagedata
+import numpy as np
+import pytest
+from conftest import invoke, make_feature_set, write_label_file
+
+from abawtools import CLASSES, formats, frames, imagesets
+from abawtools.errors import AbawError
+
+BOM = "\ufeff"
+
+
+def _windows(path):
+    """Rewrite a text file as Excel on Windows saves it: a UTF-8 BOM and CRLF line ends."""
+    text = open(path, encoding="utf-8").read().replace("\r\n", "\n")
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(BOM + text.replace("\n", "\r\n"))
+
+
+def _error(result, *words):
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.stderr and "error:" in lines[-1], result.stderr
+    for w in words:
+        assert w in lines[-1], lines[-1]
+    return lines[-1]
+
+
+# --------------------------------------------------------------------- BOM and CRLF
+def test_every_image_source_reads_a_bom_and_crlf_as_plain_text(tmp_path):
+    rng = np.random.default_rng(0)
+    raf = imagedata.rafdb(str(tmp_path / "raf"), 20, rng)
+    fer = imagedata.ferplus(str(tmp_path / "fer"), 14, rng)
+    aff = imagedata.affectnet(str(tmp_path / "aff"), 14, rng)
+    plain = [imagesets.rafdb(raf), imagesets.ferplus(fer), imagesets.affectnet(aff)]
+    _windows(os.path.join(raf, "EmoLabel", "list_patition_label.txt"))
+    _windows(os.path.join(fer, "FER2013Train", "label.csv"))
+    _windows(os.path.join(aff, "training.csv"))
+    windows = [imagesets.rafdb(raf), imagesets.ferplus(fer), imagesets.affectnet(aff)]
+    for a, b in zip(plain, windows):  # before: RAF-DB's first row went to the test split, FERPlus stopped
+        assert a.rel.tolist() == b.rel.tolist() and a.label.tolist() == b.label.tolist() and a.dropped == b.dropped
+
+
+def test_labels_templates_and_manifests_with_a_bom_and_crlf(tmp_path, rng):
+    d = make_feature_set(tmp_path / "d", rng, n_videos=2, t_range=(60, 70))
+    assert d is not None
+    labels = tmp_path / "d" / "labels"
+    first = sorted(os.listdir(labels))[0]
+    want = formats.read_labels(str(labels / first))
+    _windows(labels / first)
+    assert formats.read_labels(str(labels / first)).tolist() == want.tolist()
+    invoke("window", "--visual-dir", tmp_path / "d" / "visual", "--audio-dir", tmp_path / "d" / "audio",
+           "--label-dir", labels, "-o", tmp_path / "t.csv")
+    _windows(tmp_path / "t.csv")
+    from abawtools import windows
+
+    rows = windows.read_manifest(str(tmp_path / "t.csv"))
+    assert rows[0]["video"] == first[:-4]
+    template = tmp_path / "template.csv"
+    template.write_text("image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n"
+                        "a/00001.jpg,\na/00002.jpg,\n")
+    _windows(template)
+    assert formats.template_frames(str(template)) == {"a": [1, 2]}
+
+
+# ------------------------------------------------------------------ the cropped_aligned layout
+def _folder(root, names):
+    os.makedirs(root, exist_ok=True)
+    for n in names:
+        open(os.path.join(root, n), "wb").close()
+    return str(root)
+
+
+def test_one_reader_of_the_cropped_aligned_layout(tmp_path):
+    with pytest.raises(AbawError, match="from 00001.jpg"):  # numbered from 00000: off by one
+        frames.numbered_frames(_folder(tmp_path / "zero", ["00000.jpg", "00001.jpg"]))
+    with pytest.raises(AbawError, match="both claim frame 2"):
+        frames.numbered_frames(_folder(tmp_path / "twice", ["00001.jpg", "00002.jpg", "00002.png"]))
+    with pytest.raises(AbawError, match="highest frame number is 99999999 "):
+        frames.numbered_frames(_folder(tmp_path / "stray", ["00001.jpg", "99999999.jpg"]))
+    # with T known the stray number is only cut, never iterated
+    assert frames.FrameFolder(str(tmp_path / "stray"), frames=5).stop == 5
+    four = frames.numbered_frames(_folder(tmp_path / "four", ["0001.png", "0003.png"]))
+    assert four.files == {0: "0001.png", 2: "0003.png"} and "0001.png" in four.note
+    assert frames.numbered_frames(_folder(tmp_path / "good", ["00001.jpg", "00003.jpg"])).note is None
+
+
+def test_finetune_reads_aff_wild2_folders_by_the_same_rules(tmp_path, run):
+    rng = np.random.default_rng(0)
+    cropped, labels = imagedata.affwild2(str(tmp_path / "aw"), ["a"], rng, (30, 31))
+    T = len(formats.read_labels(os.path.join(labels, "a.txt")))
+    folder = os.path.join(cropped, "a")
+    # 4-digit .png names: read (before: counted present, then every one "unreadable")
+    for name in os.listdir(folder):
+        os.rename(os.path.join(folder, name), os.path.join(folder, f"{int(name[:5]):04d}.png"))
+    imagedata.write_image(os.path.join(folder, f"{T + 2:04d}.png"), 0, rng)  # past the label file's end
+    index = imagesets.affwild2(cropped, labels)
+    assert all(os.path.exists(index.path(i)) for i in range(len(index)))
+    assert index.dropped["jpg past the label file's end"] == 1
+    assert any("0001.png" in w or "like" in w for w in index.warnings)
+    assert any("past the last line" in w for w in index.warnings)
+    imagedata.write_image(os.path.join(folder, "00000.jpg"), 0, rng)
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    result = run(["finetune", "--model", beit, "--affwild2", cropped, labels, "-o", tmp_path / "m", "--epochs", "1",
+                  "--workers", "0"])
+    _error(result, "00000.jpg", "from 00001.jpg")
+
+
+def test_extract_visual_refuses_a_folder_numbered_from_zero(tmp_path, run):
+    rng = np.random.default_rng(0)
+    for t in range(3):
+        imagedata.write_image(str(tmp_path / "v" / f"{t:05d}.jpg"), 0, rng)
+    _error(run(["extract-visual", tmp_path / "v", "--no-detect", "-o", tmp_path / "v.npy"]), "00000.jpg")
+    assert not os.path.exists(tmp_path / "v.npy")
+
+
+# ------------------------------------------------------------------------------ RAF-DB
+def test_rafdb_without_aligned_images_is_cropped_by_its_boxes_or_refused(tmp_path, run):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    raf = imagedata.rafdb(str(tmp_path / "raf"), 10, rng)
+    aligned = os.path.join(raf, "Image", "aligned")
+    os.makedirs(os.path.join(raf, "Image", "original"))
+    boxes = os.path.join(raf, "Annotation", "boundingbox")
+    os.makedirs(boxes)
+    for name in sorted(os.listdir(aligned)):
+        stem = name.replace("_aligned.jpg", "")
+        photo = np.full((200, 200, 3), 128, np.uint8)
+        photo[30:78, 50:98] = cv2.imread(os.path.join(aligned, name))
+        cv2.imwrite(os.path.join(raf, "Image", "original", stem + ".jpg"), photo)
+        with open(os.path.join(boxes, stem + "_boundingbox.txt"), "w") as fh:
+            fh.write("50.0 30.0 98.0 78.0\n")
+    import shutil
+
+    shutil.rmtree(aligned)
+    index = imagesets.rafdb(raf)
+    assert len(index) == 8 and (index.box == [50, 30, 48, 48]).all()
+    shutil.rmtree(boxes)
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    result = run(["finetune", "--model", beit, "--rafdb", raf, "-o", tmp_path / "m", "--epochs", "1"])
+    _error(result, "neither Image/aligned/ nor Annotation/boundingbox/")
+
+
+# ------------------------------------------------------------------------ names
+def test_image_names_outside_ascii_train(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    for cls, name in enumerate(["neutral", "happy"]):
+        for i in range(3):
+            imagedata.write_image(str(root / name / f"visage é {i}.jpg"), cls * 4, rng)
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    invoke("finetune", "--model", beit, "--images", root, "-o", tmp_path / "m", "--epochs", "1", "--workers", "0",
+           "--batch-size", "4", "--accumulate", "1")
+    record = json.load(open(tmp_path / "m" / "finetune.json"))
+    assert record["sources"][0]["images"] == 6 and record["training"]["unreadable_images_skipped"] == 0
+    index = imagesets.image_folder(str(root))
+    assert all(os.path.exists(index.path(i)) for i in range(len(index)))
+
+
+# ---------------------------------------------------------------------- manifests
+@pytest.mark.parametrize("column, value, words", [("stop", None, "'start'/'stop'"), ("labels", "", "'labels' is empty"),
+                                                  ("frames", "x", "'frames'")])
+def test_a_hand_edited_manifest_names_its_line_and_column(tmp_path, rng, run, column, value, words):
+    make_feature_set(tmp_path / "d", rng, n_videos=2, t_range=(60, 70))
+    invoke("window", "--visual-dir", tmp_path / "d" / "visual", "--audio-dir", tmp_path / "d" / "audio",
+           "--label-dir", tmp_path / "d" / "labels", "-o", tmp_path / "t.csv")
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    rows[2][column] = rows[2]["start"] if value is None else value
+    with open(tmp_path / "t.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    line = _error(run(["train", tmp_path / "t.csv", "-o", tmp_path / "m.safetensors", "--epochs", "1"]),
+                  f"t.csv:4: column {words}" if not words.startswith("'") else "t.csv:4:", words)
+    assert "index 0 is out of bounds" not in line and "unsized" not in line
+
+
+# --------------------------------------------------------- the processor a fine-tuned model saves
+LAYOUTS = {
+    "vit": {"image_processor_type": "ViTImageProcessor", "size": {"height": 32, "width": 32}},
+    "beit": {"image_processor_type": "BeitImageProcessor", "size": {"height": 40, "width": 40},
+             "do_center_crop": True, "crop_size": {"height": 32, "width": 32}},
+    "dinov2": {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 40}, "do_center_crop": True,
+               "crop_size": {"height": 32, "width": 32}},
+    "convnext": {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 32}, "crop_pct": 0.875},
+    "resnet": {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 32}, "crop_pct": 0.875,
+               "resample": 3},
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_saved_processor_gives_the_trained_size_in_every_layout(tmp_path, layout):
+    """finetune --image-size 48 on a base whose processor centre-crops to 32 saved a config that
+    still said 32: extract-visual, a next finetune and AutoImageProcessor all fed the model 32x32."""
+    from transformers import AutoImageProcessor
+
+    from abawtools import visual
+
+    base = tmp_path / "base"
+    base.mkdir()
+    pre = {"do_resize": True, "resample": 2, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, **LAYOUTS[layout]}
+    json.dump(pre, open(base / "preprocessor_config.json", "w"))
+    assert visual.ImageSpec.from_pretrained(str(base)).size == 32
+    spec = visual.ImageSpec(48, 2, 1 / 255, (0.5,) * 3, (0.5,) * 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    json.dump(spec.to_preprocessor_config(pre), open(out / "preprocessor_config.json", "w"))
+    assert visual.ImageSpec.from_pretrained(str(out)) == spec
+    processor = AutoImageProcessor.from_pretrained(str(out))
+    square = (np.random.default_rng(0).random((112, 112, 3)) * 255).astype(np.uint8)
+    pixels = processor(square, return_tensors="np")["pixel_values"]
+    assert pixels.shape == (1, 3, 48, 48), (layout, type(processor).__name__, pixels.shape)
+    # the whole crop, resized: the same picture as the trained input (up to the resize filter)
+    ours = visual.resize_face(square[:, :, ::-1], spec).astype(np.float32).transpose(2, 0, 1) / 255
+    theirs = pixels[0] * 0.5 + 0.5
+    assert np.abs(ours - theirs).mean() < 0.05
+
+
+def test_finetune_with_another_image_size_saves_that_size(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = imagedata.image_folder(str(tmp_path / "imgs"), 2, rng, names=("neutral", "happy"))
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    pre = json.load(open(os.path.join(beit, "preprocessor_config.json")))
+    pre.update(do_center_crop=True, crop_size={"height": 32, "width": 32}, size={"height": 40, "width": 40})
+    json.dump(pre, open(os.path.join(beit, "preprocessor_config.json"), "w"))
+    invoke("finetune", "--model", beit, "--images", imgs, "-o", tmp_path / "m", "--epochs", "1", "--workers", "0",
+           "--image-size", "48", "--batch-size", "4", "--accumulate", "1")
+    from transformers import AutoImageProcessor
+
+    from abawtools import visual
+
+    assert visual.ImageSpec.from_pretrained(str(tmp_path / "m")).size == 48
+    square = np.zeros((112, 112, 3), np.uint8)
+    assert AutoImageProcessor.from_pretrained(str(tmp_path / "m"))(square, return_tensors="np")[
+        "pixel_values"].shape[-2:] == (48, 48)
+    assert CLASSES and write_label_file
