@@ -398,7 +398,7 @@ def _submission_rows(path):
                 raise AbawError(f"{name}:{lineno}: expected an integer label, got '{fields[1][:40]}'") from None
             if not 0 <= label < NUM_CLASSES:
                 raise AbawError(f"{name}:{lineno}: label {label} outside [0, {NUM_CLASSES - 1}]")
-        yield lineno, vid, frame, label
+        yield lineno, vid, frame, label, fields[0].strip()
 
 
 def check_length(vid, what, n, frames):
@@ -414,7 +414,7 @@ def check_length(vid, what, n, frames):
 def template_frames(path):
     """{video: [frame numbers]} listed in the organisers' template (labels, if any, ignored)."""
     out = {}
-    for _, vid, frame, _ in _submission_rows(path):
+    for _, vid, frame, _, _ in _submission_rows(path):
         out.setdefault(vid, []).append(frame)
     return out
 
@@ -423,7 +423,7 @@ def read_submission(path):
     """{video: labels} with labels[t] = the label of frame t+1; frames not listed are -1."""
     name = "stdin" if path == "-" else path
     frames, where = {}, {}
-    for lineno, vid, frame, label in _submission_rows(path):
+    for lineno, vid, frame, label, _ in _submission_rows(path):
         if label is None:
             raise AbawError(f"{name}:{lineno}: missing label")
         seen = frames.setdefault(vid, {})
@@ -456,7 +456,7 @@ def write_submission(path, predictions, template=None):
             out.extend(f"{vid}/{t + 1:05d}.jpg,{int(v)}" for t, v in enumerate(predictions[vid]))
     else:
         last = {}
-        for _, vid, frame, _ in _submission_rows(template):
+        for _, vid, frame, _, location in _submission_rows(template):
             pred = predictions.get(vid)
             if pred is not None and 0 < frame <= len(pred) and pred[frame - 1] >= 0:
                 label = int(pred[frame - 1])
@@ -469,7 +469,7 @@ def write_submission(path, predictions, template=None):
                 else:
                     label = 0
             last[vid] = label
-            out.append(f"{vid}/{frame:05d}.jpg,{label}")
+            out.append(f"{location},{label}")  # the template's rows as it spells them
     with atomic_output(path, "wb") as fh:
         fh.write(("\n".join(out) + "\n").encode())
     return filled

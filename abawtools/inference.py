@@ -47,10 +47,15 @@ def predict_ensemble(models, weights, video, window=None, stride=None, batch_siz
     authors' final.py averages three models this way). One model: its own logits, unchanged."""
     if len(models) == 1:
         return predict_video(models[0], video, window, stride, batch_size, device, autocast_dtype, progress)
+    # normalised before they multiply: finite weights whose sum overflows (1e308 + 1e308) gave NaN
+    w = np.asarray(weights, np.float64)
+    w = w / w.max()
+    w = w / w.sum()
     total = np.zeros((video.frames, models[0].cfg.num_classes), np.float64)
-    for model, w in zip(models, weights):
-        total += w * predict_video(model, video, window, stride, batch_size, device, autocast_dtype, progress)
-    return (total / sum(weights)).astype(np.float32)
+    for model, wi in zip(models, w):
+        if wi > 0:
+            total += wi * predict_video(model, video, window, stride, batch_size, device, autocast_dtype, progress)
+    return total.astype(np.float32)
 
 
 def predict_window_by_window(model, video, window=None, stride=None):

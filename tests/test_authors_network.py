@@ -192,6 +192,19 @@ def test_ensemble_is_the_weighted_mean_of_the_members(members, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "eq.npy"), sum(outs) / 3, rtol=1e-5, atol=1e-6)
 
 
+def test_huge_finite_weights_are_the_same_mean_not_nan(members, tmp_path):
+    """1e308 each: finite, but their sum overflows (before: all-NaN logits, exit 0)."""
+    root, paths = members
+    v, a = root / "d" / "visual" / "v0.npy", root / "d" / "audio" / "v0.npy"
+    args = [x for p in paths for x in ("-m", p)]
+    invoke("infer", *args, "--visual", v, "--audio", a, "-S", "4", "-o", tmp_path / "eq.npy")
+    invoke("infer", *args, "--weights", "1e308,1e308,1e308", "--visual", v, "--audio", a, "-S", "4",
+           "-o", tmp_path / "big.npy")
+    big = np.load(tmp_path / "big.npy")
+    assert np.isfinite(big).all()
+    np.testing.assert_allclose(big, np.load(tmp_path / "eq.npy"), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("weights", ["0.5,0.5", "0.3,-0.3,1", "0,0,0", "a,b,c"])
 def test_bad_weights_are_usage_errors(members, weights):
     root, paths = members

@@ -163,3 +163,20 @@ def test_cli_submission_with_template_then_scored(run, tmp_path, rng):
     np.testing.assert_array_equal(sub["7"][:15], expected)
     assert sub["7"][15] == sub["7"][16] == expected[-1]  # forward-filled
     assert len(sub["10-60_left"]) == 20
+
+
+def test_submission_lists_the_template_rows_as_the_template_spells_them(run, tmp_path, rng):
+    """A template with 4-digit names (or .png): before the fix every image_location came back
+    rewritten as 00001.jpg, rows the organisers' scorer would not match."""
+    from abawtools import formats
+
+    np.save(tmp_path / "v.npy", rng.normal(size=(6, 8)).astype(np.float32))
+    rows = [f"v/{t:04d}.jpg," for t in range(1, 5)] + ["v/5.png,", "v/00006.jpg,"]
+    (tmp_path / "template.csv").write_text(formats.SUBMISSION_HEADER + "\n" + "\n".join(rows) + "\n")
+    res = run(["smooth", tmp_path / "v.npy", "--format", "submission", "--template", tmp_path / "template.csv",
+               "-k", "1", "-o", tmp_path / "sub.csv"])
+    assert res.exit_code == 0, res.stderr
+    lines = (tmp_path / "sub.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == [r[:-1] for r in rows]
+    labels = np.load(tmp_path / "v.npy").argmax(1)
+    assert [int(line.split(",")[1]) for line in lines[1:]] == labels.tolist()

@@ -55,6 +55,8 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
     """
     import os
 
+    import numpy as np
+
     from abawtools import data, formats, inference, runtime, windows
     from abawtools.errors import AbawError
     from abawtools.model import load_model
@@ -123,6 +125,9 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
         bar = None if progress else _common.Progress(total, f"infer {video.vid}", unit="windows")
         logits = inference.predict_ensemble(models, weights, video, window, stride, batch_size, dev, autocast,
                                             progress=bar.update if bar else None)
+        if not np.isfinite(logits).all():  # no NaN leaves a command: broken weights, or bf16 overflow
+            raise AbawError(f"{video.vid}: the model(s) {', '.join(model_paths)} gave NaN/Inf logits "
+                            "(are the weights finite? with --dtype bf16, try fp32)")
         formats.write_npy(out, logits)
         if progress:
             progress.update()
