@@ -45,7 +45,10 @@ class LazyGroup(click.Group):
             if exc.name != f"abawtools.commands.{module}":
                 raise
             return _not_yet(name)
-        return mod.cli
+        command = mod.cli
+        if not command.epilog:  # --help is the short reference; the page is the long one
+            command.epilog = f"Reference: docs/commands/{name}.md (in the repository; online with the sources)."
+        return command
 
     def resolve_command(self, ctx, args):
         name, cmd, rest = super().resolve_command(ctx, args)
