@@ -53,6 +53,7 @@ def test_tree_has_the_real_layout(pristine):
     assert not (tree / "videos" / "pair-60_left.mp4").exists() and (tree / "videos" / "pair-60.mp4").exists()
 
 
+@pytest.mark.slow
 def test_readme_section_as_written(tree):
     script = readme_block("## Aff-Wild2 as it ships")
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tree, env=tool_env(), capture_output=True,
@@ -89,6 +90,7 @@ def test_readme_section_as_written(tree):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.slow
 def test_makefile_on_the_real_layout(tree):
     args = ["make", "-s", "-f", os.path.join(ROOT, "examples", "Makefile"), "-j2", f"TEMPLATE={TEMPLATE}",
             "TRAIN_FLAGS=--epochs 2 --d-model 32 --layers 1 --heads 4"]

@@ -11,6 +11,8 @@ from conftest import abaw, make_feature_set
 
 from abawtools.model import load_model
 
+pytestmark = pytest.mark.slow  # torchrun processes
+
 
 def test_two_processes_match_one(tmp_path):
     make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)

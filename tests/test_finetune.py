@@ -106,6 +106,7 @@ def tree(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_two_stages_through_finetune_sh_extract_and_score_above_untuned(tree, tmp_path):
     """examples/finetune.sh: stage 1 on the static sources, stage 2 on Aff-Wild2 with --val, then
     features and logits of the annotation's length; the tuned backbone beats an untuned one."""
@@ -222,6 +223,7 @@ def test_resume_is_exact_with_dropout_in_the_backbone(tree, tmp_path, run):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), f
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(tree, tmp_path):
     d = tree
     common = ["finetune", "--model", d["beit"], "--images", d["images"], "--epochs", "1", "--lr", "1e-3",
@@ -290,6 +292,7 @@ def test_seven_class_head_never_predicts_other():
 
 
 # ------------------------------------------------------------------------ bad input
+@pytest.mark.slow
 def test_backbones_sh_prints_table_1(tree, tmp_path):
     d = tree
     proc = subprocess.run(["bash", os.path.join(EXAMPLES, "backbones.sh"), d["cropped"], d["train"], d["val"],

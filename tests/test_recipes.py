@@ -12,6 +12,8 @@ from conftest import FACE_PNG, make_feature_set, tool_env
 
 from abawtools import demo
 
+pytestmark = pytest.mark.slow  # the example scripts end to end, in real processes
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 EXAMPLES = os.path.join(ROOT, "examples")
 TINY = "--epochs 3 --d-model 32 --layers 1 --heads 4 --lr 2e-3 --batch-size 16"

@@ -17,6 +17,8 @@ from conftest import FACE_PNG, abaw
 
 from abawtools import demo
 
+pytestmark = pytest.mark.slow  # a real one-node Slurm
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SLURM = os.path.join(ROOT, "examples", "slurm")
 
