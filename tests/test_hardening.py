@@ -203,10 +203,11 @@ def test_every_bf16_path_runs_on_cpu(run, feats, tmp_path):
 
     backbone = demo.tiny_backbone(str(tmp_path / "vit"), "vit")
     imagedata.image_folder(str(tmp_path / "faces"), 3, np.random.default_rng(0))
+    os.unlink(tmp_path / "faces" / "happy" / "0000.jpg")  # frames are numbered from 1 (0000 is refused)
     result = run(["extract-visual", tmp_path / "faces" / "happy", "--no-detect", "--model", backbone,
                   "--dtype", "bf16", "-o", tmp_path / "f.npy"])
     assert result.exit_code == 0, result.stderr
-    assert np.isfinite(np.load(tmp_path / "f.npy")[1:]).all()  # 0000.jpg is frame -1: not a numbered frame
+    assert np.isfinite(np.load(tmp_path / "f.npy")).all()
     result = run(["finetune", "--model", backbone, "--images", tmp_path / "faces", "-o", tmp_path / "ft",
                   "--epochs", "1", "--batch-size", "8", "--accumulate", "1", "--workers", "0", "--dtype", "bf16",
                   "--device", "cpu"])
@@ -263,7 +264,8 @@ def test_features_beyond_float16_are_an_error_not_missing_faces(run, huge_backbo
     import imagedata
 
     imagedata.image_folder(str(tmp_path / "faces"), 3, np.random.default_rng(0))
-    crops = tmp_path / "faces" / "happy"  # 0000.jpg .. 0002.jpg: frames -1 .. 1
+    crops = tmp_path / "faces" / "happy"
+    os.unlink(crops / "0000.jpg")  # 0001.jpg, 0002.jpg: frames 0, 1 (a folder numbered from 0 is refused)
     base = ["extract-visual", crops, "--no-detect", "--model", huge_backbone]
     result = run([*base, "--save-dtype", "float16", "-o", tmp_path / "f16.npy"])
     assert "do not fit in float16; use --save-dtype float32" in error_line(result)
