@@ -150,17 +150,16 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.index)
 
     def load(self, i):
-        import cv2
-
-        image = cv2.imread(self.index.path(i), cv2.IMREAD_COLOR)
+        image = read_image(self.index.path(i))
         if image is None:
             return None
         x, y, w, h = (int(v) for v in self.index.box[i])
         if w > 0 and h > 0:
             H, W = image.shape[:2]
             x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-            if x1 > x0 and y1 > y0:
-                image = image[y0:y1, x0:x1]
+            if not (x1 > x0 and y1 > y0):
+                return None  # a face box wholly outside its picture: no face to train on, not the whole photo
+            image = image[y0:y1, x0:x1]
         return visual.resize_face(image, self.spec)
 
     def __getitem__(self, i):
@@ -168,7 +167,24 @@ class ImageDataset(torch.utils.data.Dataset):
         ok = rgb is not None
         if not ok:
             rgb = np.zeros((self.spec.size, self.spec.size, 3), np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), int(self.index.label[i]), ok
+        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), int(self.index.label[i]), ok, i
+
+
+def read_image(path):
+    """A BGR image, or None when it cannot be read whole: a JPEG without its end-of-image marker (a
+    truncated copy) is unreadable, never trained on as a half-grey picture."""
+    import cv2
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:
+        return None
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _worker_init(_):
@@ -270,14 +286,17 @@ class FinetuneJob(engine.Job):
         return rng.choice(len(self.index), size=len(self.index), replace=True, p=p / p.sum())
 
     def batches(self, index_lists, device):
-        for pixels, labels, ok in loader(self.dataset, index_lists, self.opts.workers, device):
+        for pixels, labels, ok, items in loader(self.dataset, index_lists, self.opts.workers, device):
             labels = torch.where(ok, labels, torch.full_like(labels, -1))
-            yield {"pixels": pixels.to(device, non_blocking=True), "labels": labels.to(device), "ok": ok}
+            yield {"pixels": pixels.to(device, non_blocking=True), "labels": labels.to(device), "ok": ok,
+                   "items": items}
 
     def loss(self, net, batch, key):
         bad = int((~batch["ok"]).sum())
         if bad and not self.unreadable:
-            self.log("warning: unreadable images are skipped; their count goes to finetune.json")
+            first = self.index.path(int(batch["items"][~batch["ok"]][0]))
+            self.log(f"warning: unreadable images are skipped (the first: {first}: missing, truncated, not an "
+                     "image, or its face box outside it); their count goes to finetune.json")
         self.unreadable += bad
         seed = int(np.random.SeedSequence([self.opts.seed, *key]).generate_state(1)[0])
         x = augment(batch["pixels"], torch.Generator().manual_seed(seed), self.opts)
@@ -298,7 +317,7 @@ class FinetuneJob(engine.Job):
         out, was = [], model.training
         model.eval()
         columns = list(range(len(self.classes)))
-        for pixels, _, ok in loader(data, lists, self.opts.workers, device):
+        for pixels, _, ok, _ in loader(data, lists, self.opts.workers, device):
             with runtime.autocast(device, autocast_dtype):
                 logits = model(visual.normalize(pixels.to(device), self.spec)).float()
             logits = visual.head_logits(logits, columns)
@@ -311,6 +330,12 @@ class FinetuneJob(engine.Job):
         if self.val_index is None:
             return None
         logits = self.predict(model, self.val_index, device, autocast_dtype)
+        bad = int((~np.isfinite(logits).all(axis=1)).sum())
+        if bad and not getattr(self, "_val_unreadable_said", False):
+            self._val_unreadable_said = True
+            how = ("scored with the nearest face frame's prediction" if self.val_index.videos
+                   else "left out of the score")
+            self.log(f"warning: {bad} validation image(s) of {len(self.val_index)} unreadable: {how}")
         if self.val_index.videos:
             return score_affwild2(logits, self.val_index, self.prior())
         return score_images(logits, self.val_index)

@@ -16,7 +16,7 @@ import numpy as np
 from abawtools import CLASSES, formats, frames
 from abawtools.errors import AbawError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what cv2.imread reads
 DROP = -1  # a label that is counted and left out
 
 # --images folder names (lower case, letters only) -> ABAW id; DROP for classes ABAW does not have
@@ -126,23 +126,73 @@ def folder_class(name):
 
 
 def image_folder(root):
-    """--images DIR: DIR/<class name>/*.jpg; contempt/unknown folders are counted and left out."""
+    """--images DIR: DIR/<class name>/*.jpg; contempt/unknown folders are counted and left out, and
+    so is everything in a class folder that is not an image file of a kind read (other files,
+    sub-folders, broken links), by reason, with a warning naming the first; an empty class
+    folder is said."""
     _require(root, "folder")
     classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
     if not classes:
         raise AbawError(f"--images {root}: no class sub-folders (DIR/happy/*.jpg, DIR/sad/*.jpg, ...)")
-    rel, label, dropped = [], [], Counter()
+    rel, label, dropped, warnings = [], [], Counter(), []
     for name in classes:
         cls = folder_class(name)
-        files = sorted(f.name for f in os.scandir(os.path.join(root, name))
-                       if f.is_file() and f.name.lower().endswith(IMAGE_EXTS))
+        files, other = [], Counter()
+        first = {}
+        for entry in sorted(os.scandir(os.path.join(root, name)), key=lambda e: e.name):
+            kind = _entry_kind(entry)
+            if kind == "image":
+                files.append(entry.name)
+            else:
+                other[kind] += 1
+                first.setdefault(kind, entry.name)
+        for kind, n in other.items():
+            dropped[kind] += n
+            warnings.append(f"{root}/{name}: {n} {kind}(s) left out (e.g. {first[kind]})")
+        if not files and not other:
+            warnings.append(f"{root}/{name}: empty class folder")
         if cls == DROP:
             dropped[f"class folder {name}"] += len(files)
             continue
         rel += [f"{name}/{f}" for f in files]
         label += [cls] * len(files)
-    return _empty_check(ImageIndex(f"images {root}", [root], np.zeros(len(rel)), rel, label, dropped=dropped),
-                        f"--images {root}")
+    return _empty_check(ImageIndex(f"images {root}", [root], np.zeros(len(rel)), rel, label, dropped=dropped,
+                                   warnings=warnings), f"--images {root}")
+
+
+def _entry_kind(entry):
+    """What an entry of a class folder is: "image" (a file of a kind read), or why it is left out."""
+    try:
+        if entry.is_dir():
+            return "sub-folder (not read)"
+        if not entry.is_file():
+            return "broken link or special file"
+    except OSError:  # a symlink loop
+        return "broken link or special file"
+    if entry.name.lower().endswith(IMAGE_EXTS):
+        return "image"
+    return f"{os.path.splitext(entry.name)[1].lower() or 'extension-less'} file"
+
+
+def _dedupe(rel, label, box, dropped, warnings, source):
+    """Keep each image once: the same path listed twice with one label is kept once; with two
+    labels it is left out altogether (which one is right?), and said by name."""
+    seen, conflict = {}, set()
+    for i, (r, y) in enumerate(zip(rel, label)):
+        if r in seen and label[seen[r]] != y:
+            conflict.add(r)
+        seen.setdefault(r, i)
+    keep = []
+    for i, r in enumerate(rel):
+        if r in conflict:
+            dropped["listed twice with different labels"] += 1
+        elif seen[r] != i:
+            dropped["listed twice"] += 1
+        else:
+            keep.append(i)
+    if conflict:
+        warnings.append(f"{source}: {len(conflict)} image(s) listed with two labels left out (e.g. {sorted(conflict)[0]})")
+    return [rel[i] for i in keep], [label[i] for i in keep], [box[i] for i in keep] if box is not None else None
 
 
 # ----------------------------------------------------------------------------- RAF-DB
@@ -183,8 +233,11 @@ def rafdb(root, split="train"):
                 rel.append(f"original/{name}")
                 box.append(found)
             label.append(RAFDB[value])
+    warnings = []
+    rel, label, box = _dedupe(rel, label, box, dropped, warnings, labels)
     index = ImageIndex(f"RAF-DB {root}" + (" (test split)" if split != "train" else ""), [os.path.join(root, "Image")],
-                       np.zeros(len(rel)), rel, label, box=np.array(box, np.int32).reshape(-1, 4), dropped=dropped)
+                       np.zeros(len(rel)), rel, label, box=np.array(box, np.int32).reshape(-1, 4), dropped=dropped,
+                       warnings=warnings)
     return _empty_check(index, f"--{'val-' if split != 'train' else ''}rafdb {root}")
 
 
@@ -252,7 +305,10 @@ def ferplus(root, rule="majority"):
             else:
                 rel.append(row[0].strip())
                 label.append(FERPLUS[FERPLUS_COLUMNS[column]])
-    index = ImageIndex(f"FERPlus {folder}", [folder], np.zeros(len(rel)), rel, label, dropped=dropped)
+    warnings = []
+    rel, label, _ = _dedupe(rel, label, None, dropped, warnings, labels)
+    index = ImageIndex(f"FERPlus {folder}", [folder], np.zeros(len(rel)), rel, label, dropped=dropped,
+                       warnings=warnings)
     return _empty_check(index, f"--ferplus {root}")
 
 
@@ -281,19 +337,22 @@ def affectnet(root, precropped=False):
             if value not in AFFECTNET:
                 dropped[AFFECTNET_NAMES.get(value, f"expression {value}")] += 1
                 continue
-            rel.append(row["subDirectory_filePath"])
-            label.append(AFFECTNET[value])
             b = (-1, -1, -1, -1)
             if has_box and not precropped:
                 try:
                     b = tuple(int(float(row[k])) for k in ("face_x", "face_y", "face_width", "face_height"))
-                except (TypeError, ValueError):
-                    b = (-1, -1, -1, -1)
-                if b[2] <= 0 or b[3] <= 0:
-                    b = (-1, -1, -1, -1)
+                except (TypeError, ValueError, OverflowError):
+                    b = (0, 0, 0, 0)
+                if b[2] <= 0 or b[3] <= 0:  # the whole picture is not a face crop
+                    dropped["no usable face box"] += 1
+                    continue
+            rel.append(row["subDirectory_filePath"])
+            label.append(AFFECTNET[value])
             box.append(b)
+    warnings = []
+    rel, label, box = _dedupe(rel, label, box, dropped, warnings, labels)
     index = ImageIndex(f"AffectNet {root}", [images], np.zeros(len(rel)), rel, label,
-                       box=np.array(box, np.int32).reshape(-1, 4), dropped=dropped)
+                       box=np.array(box, np.int32).reshape(-1, 4), dropped=dropped, warnings=warnings)
     return _empty_check(index, f"--affectnet {root}")
 
 

@@ -242,3 +242,87 @@ def test_finetune_with_another_image_size_saves_that_size(tmp_path):
     assert AutoImageProcessor.from_pretrained(str(tmp_path / "m"))(square, return_tensors="np")[
         "pixel_values"].shape[-2:] == (48, 48)
     assert CLASSES and write_label_file
+
+
+# ------------------------------------------------------------------------ image sets
+def test_image_folders_count_what_they_leave_out_and_say_it(tmp_path, run):
+    rng = np.random.default_rng(0)
+    root = imagedata.image_folder(str(tmp_path / "imgs"), 3, rng, names=("neutral", "happy", "sad"))
+    import cv2
+
+    cv2.imwrite(os.path.join(root, "happy", "tiff.tif"), imagedata.face_image(4, rng))  # read: cv2 reads TIFF
+    open(os.path.join(root, "happy", "anim.gif"), "wb").write(b"GIF89a")
+    os.makedirs(os.path.join(root, "happy", "more"))
+    imagedata.write_image(os.path.join(root, "happy", "more", "x.jpg"), 4, rng)
+    os.symlink("loop", os.path.join(root, "sad", "loop"))  # a symlink loop
+    os.makedirs(os.path.join(root, "fear"))
+    index = imagesets.image_folder(root)
+    assert len(index) == 10 and index.counts()[4] == 4
+    assert index.dropped == {".gif file": 1, "sub-folder (not read)": 1, "broken link or special file": 1}
+    said = "\n".join(index.warnings)
+    assert "anim.gif" in said and "more" in said and "fear: empty class folder" in said
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    result = run(["finetune", "--model", beit, "--images", root, "-o", tmp_path / "m", "--epochs", "1",
+                  "--workers", "0", "--batch-size", "4", "--accumulate", "1"])
+    assert result.exit_code == 0, result.stderr
+    assert "empty class folder" in result.stderr and "anim.gif" in result.stderr
+    left_out = json.load(open(tmp_path / "m" / "finetune.json"))["sources"][0]["left_out"]
+    assert left_out[".gif file"] == 1 and left_out["sub-folder (not read)"] == 1
+
+
+def test_truncated_jpg_and_box_outside_are_unreadable_not_trained_on(tmp_path, run):
+    from abawtools import finetuning, visual
+
+    rng = np.random.default_rng(0)
+    root = imagedata.image_folder(str(tmp_path / "imgs"), 3, rng, names=("neutral", "happy"))
+    path = os.path.join(root, "happy", "0001.jpg")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])  # cut in half: libjpeg would show a half-grey picture
+    assert finetuning.read_image(path) is None
+    assert finetuning.read_image(os.path.join(root, "happy", "0000.jpg")) is not None
+    index = imagesets.image_folder(root)
+    spec = visual.ImageSpec(32)
+    dataset = finetuning.ImageDataset(index, spec)
+    bad = [i for i in range(len(index)) if not dataset[i][2]]
+    assert [index.path(i) for i in bad] == [path]
+    index.box[0] = (500, 500, 20, 20)  # wholly outside a 48x48 picture
+    assert dataset[0][2] is False
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    result = run(["finetune", "--model", beit, "--images", root, "-o", tmp_path / "m", "--epochs", "1",
+                  "--workers", "0", "--batch-size", "6", "--accumulate", "1"])
+    assert result.exit_code == 0, result.stderr
+    assert "unreadable images are skipped (the first: " + path in result.stderr
+    assert json.load(open(tmp_path / "m" / "finetune.json"))["training"]["unreadable_images_skipped"] == 1
+
+
+def test_an_image_listed_twice_is_kept_once_or_left_out(tmp_path):
+    rng = np.random.default_rng(0)
+    fer = imagedata.ferplus(str(tmp_path / "fer"), 7, rng)
+    labels = os.path.join(fer, "FER2013Train", "label.csv")
+    rows = list(csv.reader(open(labels)))
+    rows.append(list(rows[0]))  # the same image and votes again
+    other = list(rows[2])  # Disgust
+    other[2:12] = ["0", "0", "0", "0", "0", "0", "0", "0", "0", "0"]
+    other[2 + 4] = "9"  # the same image, now Anger
+    rows.append(other)
+    with open(labels, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    index = imagesets.ferplus(fer)
+    assert index.dropped["listed twice"] == 1 and index.dropped["listed twice with different labels"] == 2
+    assert len(index) == 7 - 1 and rows[2][0] not in [r.decode() for r in index.rel]
+    assert rows[2][0] in index.warnings[0]
+
+
+def test_affectnet_rows_without_a_usable_box_are_left_out(tmp_path):
+    rng = np.random.default_rng(0)
+    aff = imagedata.affectnet(str(tmp_path / "aff"), 7, rng)
+    path = os.path.join(aff, "training.csv")
+    rows = list(csv.DictReader(open(path)))
+    rows[0]["face_width"] = "nan"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    index = imagesets.affectnet(aff)
+    assert index.dropped["no usable face box"] == 1 and len(index) == 6
+    assert len(imagesets.affectnet(aff, precropped=True)) == 7
