@@ -26,12 +26,13 @@ def load_backbone(name, device="cpu", dtype=None):
 def _load_config(name):
     from transformers import AutoConfig
 
-    from abawtools.hf import check_name, quiet_transformers
+    from abawtools.hf import check_name, hub_kwargs, quiet_transformers
 
     quiet_transformers()
     check_name(name, "vision")
+    kwargs = hub_kwargs(name, "vision")
     try:
-        return AutoConfig.from_pretrained(name)
+        return AutoConfig.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise AbawError(f"cannot load vision model {name!r}: {str(exc).splitlines()[0]}") from None
 

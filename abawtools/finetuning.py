@@ -230,7 +230,15 @@ class FinetuneJob(engine.Job):
     def build(self, device, rank, world, log):
         opts = self.opts
         backbone = visual.load_backbone(self.base, "cpu", None)
-        spec = visual.ImageSpec.from_pretrained(self.base, backbone.config)
+        notes = []
+        spec = visual.ImageSpec.from_pretrained(self.base, backbone.config, notes)
+        if opts.image_size and not isinstance(getattr(backbone.config, "patch_size", 0), (list, tuple)) \
+                and opts.image_size < (getattr(backbone.config, "patch_size", 0) or 0):
+            raise AbawError(f"--image-size {opts.image_size} is smaller than {self.base}'s patch "
+                            f"({backbone.config.patch_size} pixels): give at least {backbone.config.patch_size}")
+        if rank == 0:
+            for note in notes:
+                log(f"warning: {note}")
         if opts.image_size:
             spec = visual.ImageSpec(opts.image_size, spec.resample, spec.scale, spec.mean, spec.std)
         self.spec = spec

@@ -12,6 +12,46 @@ def quiet_transformers():
     logging.disable_progress_bar()
 
 
+_REACHABLE = {}
+
+
+def hub_reachable(timeout=2.0):
+    """Whether the Hugging Face hub (HF_ENDPOINT) answers a TCP connection within `timeout`
+    seconds; False under HF_HUB_OFFLINE. Asked once per process."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _REACHABLE:
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(endpoint)
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                     timeout).close()
+            _REACHABLE[endpoint] = True
+        except (OSError, ValueError):
+            _REACHABLE[endpoint] = False
+    return _REACHABLE[endpoint]
+
+
+def hub_kwargs(name, what="the"):
+    """from_pretrained's keywords for `name`: none for a local folder; for a hub id with the hub
+    out of reach, the local cache alone (no half a minute of retries), and an error at once when
+    the model is not cached either."""
+    if os.path.exists(name) or hub_reachable():
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    from abawtools.errors import AbawError
+
+    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise AbawError(f"cannot load {what} model {name!r}: it is not in the local Hugging Face cache and the hub "
+                        "cannot be reached; give a local folder, or download it where there is a network "
+                        f"(huggingface-cli download {name}) and copy the cache")
+    return {"local_files_only": True}
+
+
 def preprocessor_config(name):
     """preprocessor_config.json of a local folder or a hub id (from the local cache), or {}."""
     path = os.path.join(name, "preprocessor_config.json")
@@ -19,7 +59,7 @@ def preprocessor_config(name):
         try:
             from transformers.utils import cached_file
 
-            path = cached_file(name, "preprocessor_config.json")
+            path = cached_file(name, "preprocessor_config.json", **hub_kwargs(name))
         except Exception:
             path = None
     if path and os.path.exists(path):
@@ -62,8 +102,15 @@ def load_pretrained(name, what, device, dtype, **config_overrides):
 
     quiet_transformers()
     check_name(name, what)
+    kwargs = hub_kwargs(name, what)
     try:
-        model = AutoModel.from_pretrained(name, **config_overrides)
+        model = AutoModel.from_pretrained(name, **kwargs, **config_overrides)
     except (OSError, ValueError) as exc:
         raise AbawError(f"cannot load {what} model {name!r}: {str(exc).splitlines()[0]}") from None
+    wanted = {"vision": "pixel_values", "speech": "input_values"}.get(what)
+    given = getattr(model, "main_input_name", None)
+    if wanted and given and given != wanted:
+        raise AbawError(f"{name!r} is a {model.config.model_type} model (its input is {given}), not a {what} model: "
+                        + ("give a vision backbone (BEiT, ViT, DINOv2, ResNet, ConvNeXt, ...)" if what == "vision"
+                           else "give a speech model (WavLM, HuBERT, wav2vec2)"))
     return model.to(device, dtype=dtype).eval()

@@ -7,6 +7,14 @@ from abawtools.errors import AbawError
 from abawtools.formats import atomic_output
 
 
+def check_available():
+    """--plot needs matplotlib: said before any work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise AbawError("--plot needs matplotlib: pip install 'abawtools[plot]'") from None
+
+
 def write_report(path, result, pairs, max_videos=6):
     try:
         import matplotlib

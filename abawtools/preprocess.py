@@ -28,8 +28,20 @@ class ImageSpec:
     std: tuple = (0.229, 0.224, 0.225)
 
     @classmethod
-    def from_pretrained(cls, name, model_config=None):
+    def from_pretrained(cls, name, model_config=None, notes=None):
+        """The spec a model's preprocessor_config.json gives. Missing values fall back (size: the
+        model config's image_size, else 224; mean/std: ImageNet's); each fallback that changes
+        what the model sees is added to `notes` (a list) for the caller to say, never silent:
+        BEiT and DINOv2 expect mean/std 0.5, not ImageNet's."""
         pre = preprocessor_config(name)
+        if notes is not None:
+            missing = [k for k in ("image_mean", "image_std") if k not in pre]
+            if not pre:
+                notes.append(f"{name}: no preprocessor_config.json; assuming ImageNet mean/std and input size "
+                             f"{getattr(model_config, 'image_size', 224)} (right for ViT/ResNet/ConvNeXt, not for "
+                             "BEiT's 0.5/0.5): add the base model's preprocessor_config.json")
+            elif missing:
+                notes.append(f"{name}: preprocessor_config.json has no {' / '.join(missing)}; assuming ImageNet's")
         size = pre.get("crop_size") or pre.get("size") or getattr(model_config, "image_size", 224)
         if isinstance(size, dict):
             size = size.get("height") or size.get("shortest_edge") or size.get("width")

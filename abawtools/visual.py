@@ -101,7 +101,8 @@ class HFImageExtractor:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = load_backbone(name, self.device, dtype)
-        self.spec = ImageSpec.from_pretrained(name, self.model.config)
+        self.notes = []  # fallbacks the command says (ImageSpec.from_pretrained)
+        self.spec = ImageSpec.from_pretrained(name, self.model.config, self.notes)
         self.dim = None
         self.head = None
         if logits:

@@ -326,3 +326,70 @@ def test_affectnet_rows_without_a_usable_box_are_left_out(tmp_path):
     index = imagesets.affectnet(aff)
     assert index.dropped["no usable face box"] == 1 and len(index) == 6
     assert len(imagesets.affectnet(aff, precropped=True)) == 7
+
+
+# ------------------------------------------------------------------ clear messages, not the catch-all
+def test_a_text_model_as_model_is_named_not_a_vision_model(tmp_path, run):
+    import transformers as tf
+
+    tf.BertModel(tf.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                               vocab_size=50)).save_pretrained(tmp_path / "bert")
+    rng = np.random.default_rng(0)
+    for t in range(2):
+        imagedata.write_image(str(tmp_path / "v" / f"{t + 1:05d}.jpg"), 0, rng)
+    line = _error(run(["extract-visual", tmp_path / "v", "--no-detect", "--model", tmp_path / "bert", "-o",
+                       tmp_path / "v.npy"]), "is a bert model", "not a vision model")
+    assert "rerun with --debug" not in line
+
+
+def test_image_size_below_the_patch_is_a_usage_error(tmp_path, run):
+    rng = np.random.default_rng(0)
+    imgs = imagedata.image_folder(str(tmp_path / "imgs"), 2, rng, names=("neutral", "happy"))
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")  # patch 8
+    result = run(["finetune", "--model", beit, "--images", imgs, "-o", tmp_path / "m", "--image-size", "4"])
+    assert result.exit_code == 2 and "patch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plot_whose_folder_cannot_be_made_fails_before_the_json(tmp_path, run, rng):
+    labels = rng.integers(0, 8, 30)
+    write_label_file(tmp_path / "t.txt", labels)
+    np.save(tmp_path / "p.npy", np.eye(8, dtype=np.float32)[labels])
+    (tmp_path / "file").write_text("x")  # a file where the plot's folder would be
+    result = run(["score", tmp_path / "p.npy", tmp_path / "t.txt", "-o", tmp_path / "s.json",
+                  "--plot", tmp_path / "file" / "report.png"])
+    _error(result, "cannot create the folder")
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_an_uncached_hub_id_with_the_hub_unreachable_fails_fast(tmp_path, monkeypatch, run):
+    import socket
+    import time
+
+    from abawtools import hf
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there: refused at once, like a node without a network
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    hf._REACHABLE.clear()
+    rng = np.random.default_rng(0)
+    imagedata.write_image(str(tmp_path / "v" / "00001.jpg"), 0, rng)
+    start = time.monotonic()
+    result = run(["extract-visual", tmp_path / "v", "--no-detect", "--model", "someorg/not-cached", "-o",
+                  tmp_path / "v.npy"])
+    took = time.monotonic() - start
+    _error(result, "not in the local Hugging Face cache", "cannot be reached")
+    assert took < 10, took
+    hf._REACHABLE.clear()
+
+
+def test_a_model_without_a_preprocessor_config_says_what_it_assumes(tmp_path, run):
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    os.unlink(os.path.join(beit, "preprocessor_config.json"))
+    rng = np.random.default_rng(0)
+    imagedata.write_image(str(tmp_path / "v" / "00001.jpg"), 0, rng)
+    result = run(["extract-visual", tmp_path / "v", "--no-detect", "--model", beit, "-o", tmp_path / "v.npy"])
+    assert result.exit_code == 0, result.stderr
+    assert "no preprocessor_config.json; assuming ImageNet mean/std" in result.stderr

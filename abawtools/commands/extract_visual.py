@@ -107,6 +107,8 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
 
         dev, precision = pick_device(device), torch_dtype(dtype)
     extractor = visual.load_extractor(model, dev, precision, logits=logits)
+    for note in getattr(extractor, "notes", ()):
+        _common.log(f"warning: {note}")
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
                                  min_score=face_score, device=dev, confirm_score=confirm_score)
     for path, out in plan:

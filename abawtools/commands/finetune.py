@@ -119,6 +119,14 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
     inputs = [base, *images, *rafdb, *ferplus, *affectnet, *val_images, *val_rafdb,
               *(p for pair in affwild2 + val for p in pair)]
     formats.check_replaceable(output, OUTPUT_KIND, inputs, LEGACY_OUTPUT)  # before hours of training
+    if image_size:  # a usage error before any image is read (exit 2), not a shape error mid-run
+        from abawtools.backbones import _load_config
+
+        patch = getattr(_load_config(base), "patch_size", 0) or 0
+        patch = max(patch) if isinstance(patch, (list, tuple)) else int(patch)
+        if image_size < patch:
+            raise click.BadParameter(f"{image_size} is smaller than the model's {patch}-pixel patch",
+                                     param_hint="--image-size")
 
     parts = [imagesets.image_folder(d) for d in images]
     parts += [imagesets.rafdb(d) for d in rafdb]

@@ -43,6 +43,15 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing)
     if (pred_dir or submission) and not label_dir:
         raise click.UsageError("--pred-dir and --submission need --label-dir")
 
+    from abawtools.commands._common import check_output_dir
+
+    for path in (output, plot):  # every output checked before the work: never the JSON written, then a failure
+        if path and path != "-":
+            check_output_dir(path)
+    if plot:
+        from abawtools import plots
+
+        plots.check_available()
     if pair:
         pairs, unmatched = [_load_pair(*pair)], {}
     elif pred_dir:
