@@ -12,6 +12,7 @@ how to build the model, the items of an epoch and how to load them, the loss, an
 
 import contextlib
 import copy
+import datetime
 import hashlib
 import json
 import math
@@ -104,11 +105,26 @@ def file_signature(paths):
 
 
 # ------------------------------------------------------------------------ distributed
+def dist_timeout_minutes():
+    value = os.environ.get("ABAW_DIST_TIMEOUT_MIN", "120")
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = float("nan")
+    if not (minutes > 0 and math.isfinite(minutes)):
+        raise AbawError(f"ABAW_DIST_TIMEOUT_MIN={value!r}: expected minutes > 0")
+    return minutes
+
+
 def dist_setup(device_name):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        # Validation runs on rank 0 alone while the other ranks wait in the next collective; NCCL's
+        # default 10-minute watchdog would kill them while a large backbone scores every Aff-Wild2
+        # validation frame. The group's timeout is 2 hours (ABAW_DIST_TIMEOUT_MIN to change it).
+        timeout = datetime.timedelta(minutes=dist_timeout_minutes())
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     rank = dist.get_rank() if world > 1 else 0
     if world > 1 and use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -147,66 +163,99 @@ def fit(job, opts, checkpoint_dir, log=print, stop_after_steps=None, progress_ev
 
 
 def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every):
-    world, rank, device = dist_setup(opts.device)
-    if opts.batch_size % world:
-        raise AbawError(f"--batch-size {opts.batch_size} must be divisible by the {world} processes")
-    torch.manual_seed(opts.seed)
-    model = job.build(device, rank, world, log)
-    model.to(device)
-    net = torch.nn.parallel.DistributedDataParallel(model, **job.ddp_kwargs) if world > 1 else model
+    run = _Run(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
+    run.resume()
+    run.announce()
+    while run.epoch < opts.epochs and not run.stopped_early():
+        seen, rate = run.train_epoch()
+        run.end_epoch(rate)
+    return run.finish()
 
-    n_items = job.size()
-    per_step = opts.batch_size * opts.accumulate
-    steps_per_epoch = math.ceil(n_items / per_step)
-    total = steps_per_epoch * opts.epochs
-    warmup_steps = max(1, int(opts.warmup * total))
-    groups = [
-        {"params": g["params"], "lr": opts.lr * g.get("lr_scale", 1.0),
-         "weight_decay": g.get("weight_decay", opts.weight_decay)}
-        for g in job.param_groups(model) if g["params"]
-    ]
-    optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_factor(s, total, warmup_steps))
-    autocast_dtype = runtime.autocast_dtype(device, opts.dtype)
 
-    h = hashlib.sha256(job.fingerprint().encode())
-    keep = {k: v for k, v in asdict(opts).items() if k not in ("device", "checkpoint_every")}
-    h.update(json.dumps(keep, sort_keys=True).encode())
-    fingerprint = h.hexdigest()[:16]
-    state_path = os.path.join(checkpoint_dir, "checkpoint.pt")
-    marker = os.path.join(checkpoint_dir, PREEMPTED_MARKER)
-    if rank == 0 and os.path.exists(marker):
-        os.unlink(marker)
-    epoch, batch_in_epoch, history, best, resumed_loss = 0, 0, [], None, 0.0
-    best_state = None
-    written_best = None  # the best-weights file this checkpoint folder holds for this run
-    if os.path.exists(state_path):
-        ckpt = load_checkpoint(state_path)
-        if ckpt["fingerprint"] != fingerprint:
-            raise AbawError(f"{state_path} belongs to another run (other data, features, model or options); "
-                            f"delete {checkpoint_dir} to start over, or give another --resume folder")
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optim"])
-        sched.load_state_dict(ckpt["sched"])
-        mine = rank if ckpt["world"] == world else 0
+class _Run:
+    """One training run, step by step: set-up (__init__), resume, an epoch (train_epoch, its
+    steps planned by plan_epoch), validation and the epoch's record (end_epoch), checkpoints
+    (save_checkpoint) and the result (finish). Its attributes are the run's state, which a
+    checkpoint holds and a resume restores."""
+
+    # ---------------------------------------------------------------------------- set-up
+    def __init__(self, job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every):
+        self.job, self.opts, self.checkpoint_dir, self.log = job, opts, checkpoint_dir, log
+        self.stop_after_steps, self.stop, self.progress_every = stop_after_steps, stop, progress_every
+        self.world, self.rank, self.device = world, rank, device = dist_setup(opts.device)
+        if opts.batch_size % world:
+            raise AbawError(f"--batch-size {opts.batch_size} must be divisible by the {world} processes")
+        torch.manual_seed(opts.seed)
+        self.model = model = job.build(device, rank, world, log)
+        model.to(device)
+        self.net = torch.nn.parallel.DistributedDataParallel(model, **job.ddp_kwargs) if world > 1 else model
+
+        self.n_items = job.size()
+        self.per_step = opts.batch_size * opts.accumulate
+        self.steps_per_epoch = math.ceil(self.n_items / self.per_step)
+        total = self.steps_per_epoch * opts.epochs
+        warmup_steps = max(1, int(opts.warmup * total))
+        groups = [
+            {"params": g["params"], "lr": opts.lr * g.get("lr_scale", 1.0),
+             "weight_decay": g.get("weight_decay", opts.weight_decay)}
+            for g in job.param_groups(model) if g["params"]
+        ]
+        self.optim = torch.optim.AdamW(groups, lr=opts.lr, weight_decay=opts.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: lr_factor(s, total, warmup_steps))
+        self.autocast_dtype = runtime.autocast_dtype(device, opts.dtype)
+
+        h = hashlib.sha256(job.fingerprint().encode())
+        keep = {k: v for k, v in asdict(opts).items() if k not in ("device", "checkpoint_every")}
+        h.update(json.dumps(keep, sort_keys=True).encode())
+        self.fingerprint = h.hexdigest()[:16]
+        self.state_path = os.path.join(checkpoint_dir, "checkpoint.pt")
+        self.marker = os.path.join(checkpoint_dir, PREEMPTED_MARKER)
+        if rank == 0 and os.path.exists(self.marker):
+            os.unlink(self.marker)
+        self.epoch, self.batch_in_epoch, self.history, self.best, self.resumed_loss = 0, 0, [], None, 0.0
+        self.best_state = None
+        self.written_best = None  # the best-weights file this checkpoint folder holds for this run
+        self.steps_done, self.loss_sum = 0, 0.0
+
+    def resume(self):
+        """Continue from the checkpoint when there is one (of this very run), else seed each rank."""
+        if not os.path.exists(self.state_path):
+            torch.manual_seed(self.opts.seed * 1000 + self.rank)  # per-rank dropout streams
+            return
+        ckpt = load_checkpoint(self.state_path)
+        if ckpt["fingerprint"] != self.fingerprint:
+            raise AbawError(f"{self.state_path} belongs to another run (other data, features, model or options); "
+                            f"delete {self.checkpoint_dir} to start over, or give another --resume folder")
+        self.model.load_state_dict(ckpt["model"])
+        self.optim.load_state_dict(ckpt["optim"])
+        self.sched.load_state_dict(ckpt["sched"])
+        mine = self.rank if ckpt["world"] == self.world else 0
         torch.set_rng_state(ckpt["torch_rng"][mine])
-        if device.type == "cuda" and ckpt["cuda_rng"][mine].numel():
-            torch.cuda.set_rng_state(ckpt["cuda_rng"][mine], device)
-        epoch, batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch"])
-        resumed_loss = float(ckpt["loss_sum"])  # this epoch's loss so far, for an honest epoch mean
-        history = json.loads(ckpt["history"])
-        best = json.loads(ckpt["best"])
-        best_state = ckpt.get("best_state") or None  # inside the checkpoint: abawtools 0.2.0's layout
+        if self.device.type == "cuda" and ckpt["cuda_rng"][mine].numel():
+            torch.cuda.set_rng_state(ckpt["cuda_rng"][mine], self.device)
+        self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch"])
+        self.resumed_loss = float(ckpt["loss_sum"])  # this epoch's loss so far, for an honest epoch mean
+        self.history = json.loads(ckpt["history"])
+        self.best = json.loads(ckpt["best"])
+        self.best_state = ckpt.get("best_state") or None  # inside the checkpoint: abawtools 0.2.0's layout
         if ckpt.get("best_file"):
-            best_state = load_checkpoint(os.path.join(checkpoint_dir, ckpt["best_file"]))
-            written_best = ckpt["best_file"]
-        if rank == 0:
-            log(f"resumed from {state_path}: epoch {epoch + 1}, step {batch_in_epoch}/{steps_per_epoch}")
-    else:
-        torch.manual_seed(opts.seed * 1000 + rank)  # per-rank dropout streams
+            self.best_state = load_checkpoint(os.path.join(self.checkpoint_dir, ckpt["best_file"]))
+            self.written_best = ckpt["best_file"]
+        if self.rank == 0:
+            self.log(f"resumed from {self.state_path}: epoch {self.epoch + 1}, "
+                     f"step {self.batch_in_epoch}/{self.steps_per_epoch}")
+        self.loss_sum = self.resumed_loss
 
-    def save_checkpoint():
-        nonlocal written_best
+    def announce(self):
+        if self.rank == 0:
+            self.log(f"{self.n_items} {self.job.unit} per epoch, {self.steps_per_epoch} steps of {self.per_step} "
+                     f"({self.opts.batch_size} x {self.opts.accumulate} accumulated), "
+                     f"{sum(p.numel() for p in self.model.parameters())} parameters, {self.world} process(es) "
+                     f"on {self.device}")
+
+    # ------------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self):
+        world, rank, device = self.world, self.rank, self.device
         # every rank's generators: dropout and modality dropout draw from them (CUDA's on a GPU)
         rng = (torch.get_rng_state(),
                torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8))
@@ -215,57 +264,63 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
             dist.all_gather_object(rngs, rng)
         if rank != 0:
             return
-        os.makedirs(checkpoint_dir, exist_ok=True)
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
         # the best epoch's weights go to their own file, written once per new best rather than
         # in every checkpoint (BEiT-large: 1.2 GB of a 4.8 GB checkpoint); the checkpoint names
         # it, and a file it no longer names is removed only after the checkpoint is in place
-        best_file = f"best-epoch{best['epoch']}.pt" if best_state else ""
-        if best_file and best_file != written_best:
-            _save_atomically(best_state, os.path.join(checkpoint_dir, best_file))
-            written_best = best_file
+        best_file = f"best-epoch{self.best['epoch']}.pt" if self.best_state else ""
+        if best_file and best_file != self.written_best:
+            _save_atomically(self.best_state, os.path.join(self.checkpoint_dir, best_file))
+            self.written_best = best_file
         state = {
-            "fingerprint": fingerprint, "world": world, "epoch": epoch, "batch": batch_in_epoch,
-            "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-            "torch_rng": [r[0] for r in rngs], "cuda_rng": [r[1] for r in rngs], "history": json.dumps(history),
-            "best": json.dumps(best), "loss_sum": loss_sum, "best_file": best_file,
+            "fingerprint": self.fingerprint, "world": world, "epoch": self.epoch, "batch": self.batch_in_epoch,
+            "model": self.model.state_dict(), "optim": self.optim.state_dict(), "sched": self.sched.state_dict(),
+            "torch_rng": [r[0] for r in rngs], "cuda_rng": [r[1] for r in rngs],
+            "history": json.dumps(self.history), "best": json.dumps(self.best), "loss_sum": self.loss_sum,
+            "best_file": best_file,
         }
-        _save_atomically(state, state_path)
-        for name in os.listdir(checkpoint_dir):  # earlier bests, and a kill's half-written one
+        _save_atomically(state, self.state_path)
+        for name in os.listdir(self.checkpoint_dir):  # earlier bests, and a kill's half-written one
             if name.startswith("best-epoch") and name != best_file:
-                os.unlink(os.path.join(checkpoint_dir, name))
+                os.unlink(os.path.join(self.checkpoint_dir, name))
 
-    def stopped_early():
+    def stopped_early(self):
         """Early stopping: `patience` epochs in a row without a better validation score."""
+        opts, best, history = self.opts, self.best, self.history
         return bool(opts.patience and best and history and history[-1]["epoch"] - best["epoch"] >= opts.patience)
 
-    if rank == 0:
-        log(f"{n_items} {job.unit} per epoch, {steps_per_epoch} steps of {per_step} "
-            f"({opts.batch_size} x {opts.accumulate} accumulated), "
-            f"{sum(p.numel() for p in model.parameters())} parameters, {world} process(es) on {device}")
-    steps_done = 0
-    loss_sum = resumed_loss
-    while epoch < opts.epochs and not stopped_early():
-        order = job.order(epoch, opts.seed)
-        net.train()
-        t0, seen, loss_sum = time.monotonic(), 0, resumed_loss
-        resumed_loss = 0.0
-        last_note = t0
-        # this rank's share of each micro-batch of the rest of the epoch, loaded as one stream (the
-        # job may decode on worker processes ahead of the model); a share smaller than the world
-        # leaves a rank idle: DDP still needs its step, so it runs one item that counts for nothing
+    # ------------------------------------------------------------------------------ an epoch
+    def plan_epoch(self, order):
+        """This rank's share of each micro-batch of the rest of the epoch, step by step; a share
+        smaller than the world leaves a rank idle: DDP still needs its step, so it runs one item
+        that counts for nothing."""
+        opts, per_step, rank, world = self.opts, self.per_step, self.rank, self.world
         plan = []
-        for b in range(batch_in_epoch, steps_per_epoch):
+        for b in range(self.batch_in_epoch, self.steps_per_epoch):
             step_items = order[b * per_step : (b + 1) * per_step]
             micro = [step_items[i : i + opts.batch_size] for i in range(0, len(step_items), opts.batch_size)]
             plan.append([(m[:1], True) if len(m[rank::world]) == 0 else (m[rank::world], False) for m in micro])
+        return plan
+
+    def train_epoch(self):
+        """The rest of the current epoch; returns (items seen, items/s). Raises Preempted after a
+        checkpoint on a signal or --stop-after-steps."""
+        job, opts, device, world, rank = self.job, self.opts, self.device, self.world, self.rank
+        order = job.order(self.epoch, opts.seed)
+        self.net.train()
+        t0, seen, self.loss_sum = time.monotonic(), 0, self.resumed_loss
+        self.resumed_loss = 0.0
+        last_note = t0
+        plan = self.plan_epoch(order)
+        # loaded as one stream: the job may decode on worker processes ahead of the model
         stream = iter(job.batches([items for step in plan for items, _ in step], device))
         for step in plan:
-            optim.zero_grad(set_to_none=True)
+            self.optim.zero_grad(set_to_none=True)
             step_loss = 0.0
             for j, (_, idle) in enumerate(step):
                 batch = next(stream)
-                with runtime.autocast(device, autocast_dtype):
-                    local, valid_here = job.loss(net, batch, (epoch, batch_in_epoch, j, rank))
+                with runtime.autocast(device, self.autocast_dtype):
+                    local, valid_here = job.loss(self.net, batch, (self.epoch, self.batch_in_epoch, j, rank))
                 if idle:
                     local, valid_here = local * 0.0, 0
                 valid_all = all_sum(valid_here, device, world)
@@ -276,64 +331,79 @@ def _fit(job, opts, checkpoint_dir, log, stop_after_steps, stop, progress_every)
                 if len(step) > 1:
                     micro_loss = micro_loss / len(step)
                 sync = world > 1 and j < len(step) - 1
-                with net.no_sync() if sync else contextlib.nullcontext():
+                with self.net.no_sync() if sync else contextlib.nullcontext():
                     micro_loss.backward()
                 step_loss += all_sum(local.item(), device, world) / max(valid_all, 1.0) / len(step)
-            optim.step()
-            sched.step()
-            batch_in_epoch += 1
-            steps_done += 1
-            seen += min(per_step, n_items - (batch_in_epoch - 1) * per_step)
-            loss_sum += step_loss
-            if rank == 0 and time.monotonic() - last_note >= progress_every:
+            self.optim.step()
+            self.sched.step()
+            self.batch_in_epoch += 1
+            self.steps_done += 1
+            seen += min(self.per_step, self.n_items - (self.batch_in_epoch - 1) * self.per_step)
+            self.loss_sum += step_loss
+            if rank == 0 and time.monotonic() - last_note >= self.progress_every:
                 last_note = time.monotonic()
-                log(f"epoch {epoch + 1}/{opts.epochs}: step {batch_in_epoch}/{steps_per_epoch}, "
-                    f"loss {loss_sum / max(batch_in_epoch, 1):.4f}, "
-                    f"{seen / max(last_note - t0, 1e-9):.0f} {job.unit}/s")
-            interrupt = stop["signal"] or (stop_after_steps is not None and steps_done >= stop_after_steps)
-            if all_sum(1.0 if interrupt else 0.0, device, world) > 0:
-                save_checkpoint()
-                why = stop["signal"] or f"stopped after {steps_done} steps"
-                if rank == 0:
-                    # for job scripts: under torchrun the exit status 75 does not survive
-                    with open(marker, "w") as fh:
-                        fh.write(why + "\n")
-                raise Preempted(why)
-            if opts.checkpoint_every and batch_in_epoch % opts.checkpoint_every == 0 \
-                    and batch_in_epoch < steps_per_epoch:
-                save_checkpoint()
-        rate = seen / max(time.monotonic() - t0, 1e-9)
-        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, f"{job.unit}_per_s": rate,
-                  "lr": sched.get_last_lr()[0]}
-        if rank == 0:
-            result = job.validate(model, device, autocast_dtype)
+                self.log(f"epoch {self.epoch + 1}/{opts.epochs}: step {self.batch_in_epoch}/{self.steps_per_epoch}, "
+                         f"loss {self.loss_sum / max(self.batch_in_epoch, 1):.4f}, "
+                         f"{seen / max(last_note - t0, 1e-9):.0f} {job.unit}/s")
+            self.checkpoint_if_asked()
+        return seen, seen / max(time.monotonic() - t0, 1e-9)
+
+    def checkpoint_if_asked(self):
+        """After a step: a checkpoint and Preempted on a signal (any rank's) or --stop-after-steps;
+        else a checkpoint every --checkpoint-every steps."""
+        stop = self.stop["signal"]
+        interrupt = stop or (self.stop_after_steps is not None and self.steps_done >= self.stop_after_steps)
+        if all_sum(1.0 if interrupt else 0.0, self.device, self.world) > 0:
+            self.save_checkpoint()
+            why = stop or f"stopped after {self.steps_done} steps"
+            if self.rank == 0:
+                # for job scripts: under torchrun the exit status 75 does not survive
+                with open(self.marker, "w") as fh:
+                    fh.write(why + "\n")
+            raise Preempted(why)
+        every = self.opts.checkpoint_every
+        if every and self.batch_in_epoch % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
+            self.save_checkpoint()
+
+    # ------------------------------------------------------------------------- validation
+    def end_epoch(self, rate):
+        """The epoch's record: its loss, validation on rank 0 (the best epoch's weights kept),
+        rank 0's verdict shared for early stopping; then the epoch's checkpoint."""
+        opts, job = self.opts, self.job
+        record = {"epoch": self.epoch + 1, "loss": self.loss_sum / self.steps_per_epoch, f"{job.unit}_per_s": rate,
+                  "lr": self.sched.get_last_lr()[0]}
+        if self.rank == 0:
+            result = job.validate(self.model, self.device, self.autocast_dtype)
             if result is not None:
                 record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
-                if best is None or result["macro_f1"] > best["val_macro_f1"]:
-                    best = dict(record)
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if world > 1:  # rank 0's verdict on the best epoch, for early stopping on every rank
-            shared = [best]
+                if self.best is None or result["macro_f1"] > self.best["val_macro_f1"]:
+                    self.best = dict(record)
+                    self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        if self.world > 1:  # rank 0's verdict on the best epoch, for early stopping on every rank
+            shared = [self.best]
             dist.broadcast_object_list(shared, src=0)
-            best = shared[0]
-        history.append(record)
-        if rank == 0:
-            log(f"epoch {record['epoch']}/{opts.epochs}: loss {record['loss']:.4f}, {rate:.0f} {job.unit}/s"
-                + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
-                   if "val_macro_f1" in record else ""))
-        epoch += 1
-        batch_in_epoch, loss_sum = 0, 0.0
-        save_checkpoint()
-    if rank == 0 and stopped_early() and epoch < opts.epochs:
-        log(f"early stop after epoch {epoch}: no better val macro F1 for {opts.patience} epochs "
-            f"(best: epoch {best['epoch']}, {best['val_macro_f1']:.4f})")
+            self.best = shared[0]
+        self.history.append(record)
+        if self.rank == 0:
+            self.log(f"epoch {record['epoch']}/{opts.epochs}: loss {record['loss']:.4f}, {rate:.0f} {job.unit}/s"
+                     + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
+                        if "val_macro_f1" in record else ""))
+        self.epoch += 1
+        self.batch_in_epoch, self.loss_sum = 0, 0.0
+        self.save_checkpoint()
 
-    final = copy.deepcopy(model).cpu()
-    if best_state:
-        final.load_state_dict(best_state)
-    summary = {"epochs": opts.epochs, "epochs_run": epoch, "history": history, "best": best,
-               "options": asdict(opts), "world_size": world, **job.summary()}
-    return final.eval(), summary, rank
+    # ----------------------------------------------------------------------------- result
+    def finish(self):
+        opts, best = self.opts, self.best
+        if self.rank == 0 and self.stopped_early() and self.epoch < opts.epochs:
+            self.log(f"early stop after epoch {self.epoch}: no better val macro F1 for {opts.patience} epochs "
+                     f"(best: epoch {best['epoch']}, {best['val_macro_f1']:.4f})")
+        final = copy.deepcopy(self.model).cpu()
+        if self.best_state:
+            final.load_state_dict(self.best_state)
+        summary = {"epochs": opts.epochs, "epochs_run": self.epoch, "history": self.history, "best": best,
+                   "options": asdict(opts), "world_size": self.world, **self.job.summary()}
+        return final.eval(), summary, self.rank
 
 
 def _save_atomically(obj, path):

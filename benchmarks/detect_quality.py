@@ -1,5 +1,6 @@
 """What `--face-score` and `--confirm-score` trade: faces found against faces invented, at several
-thresholds, for BlazeFace's two looks (extract-visual's default) and its first look alone, in one run.
+thresholds, for BlazeFace's two looks (with alignment: extract-visual's default; and --no-align) and its
+first look alone, in one run.
 
     python benchmarks/detect_quality.py [--frames 16] [--blobs 240]
 
@@ -75,8 +76,10 @@ def main():
     sets = hard_faces(args.frames)
     plain, blobs = faceless(args.blobs)
     detectors = [(f"first look {s}", lambda fr, d=BlazeFace("full", s): d.detect_batch(fr)) for s in (0.5, 0.6, 0.7)]
-    detectors += [(f"two looks {s}/{c}" + (" (default)" if (s, c) == (0.6, 0.7) else ""),
+    detectors += [(f"two looks {s}/{c}" + (" --no-align" if (s, c) == (0.6, 0.7) else ""),
                    FaceFinder(s, c).find_batch) for s, c in ((0.6, 0.6), (0.6, 0.7), (0.7, 0.7), (0.8, 0.8))]
+    # the default since 0.3: aligned crops, so every face gets the upright second look
+    detectors.append(("two looks 0.6/0.7 (default)", FaceFinder(0.6, 0.7, refine=True).find_batch))
     print(f"faces found of {args.frames} per condition; false faces on {len(plain)} plain/textured and "
           f"{len(blobs)} blob frames; two looks S/C: --face-score S, --confirm-score C")
     print(f"{'detector':28s}" + "".join(f"{name:>14s}" for name in sets) + f"{'plain':>8s}{'blobs':>8s}")

@@ -99,8 +99,8 @@ def main():
             ("BlazeFace first look", first.detect_batch, upright),
             ("two looks, upright faces", two.find_batch, upright),
             ("two looks, 60-degree roll", two.find_batch, rolled),
-            ("two looks + --align", align, upright),
-            ("two looks + --align, rolled", align, rolled)]
+            ("aligned (default), upright", align, upright),
+            ("aligned (default), rolled", align, rolled)]
     rates = {}
     print(f"CPU, one thread, {args.frames} frames of 640x480, batches of {args.batch}:")
     for name, fn, items in runs:

@@ -97,10 +97,9 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
 
     import numpy as np
 
-    from abawtools import CLASSES, imagesets
+    from abawtools import CLASSES
     from abawtools.commands._common import check_output_dir, log
     from abawtools.engine import EXIT_PREEMPTED, Preempted
-    from abawtools.errors import few
 
     if not (images or rafdb or ferplus or affectnet or affwild2):
         raise click.UsageError(_SOURCES)
@@ -119,37 +118,10 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
     inputs = [base, *images, *rafdb, *ferplus, *affectnet, *val_images, *val_rafdb,
               *(p for pair in affwild2 + val for p in pair)]
     formats.check_replaceable(output, OUTPUT_KIND, inputs, LEGACY_OUTPUT)  # before hours of training
-    if image_size:  # a usage error before any image is read (exit 2), not a shape error mid-run
-        from abawtools.backbones import _load_config
-
-        patch = getattr(_load_config(base), "patch_size", 0) or 0
-        patch = max(patch) if isinstance(patch, (list, tuple)) else int(patch)
-        if image_size < patch:
-            raise click.BadParameter(f"{image_size} is smaller than the model's {patch}-pixel patch",
-                                     param_hint="--image-size")
-
-    parts = [imagesets.image_folder(d) for d in images]
-    parts += [imagesets.rafdb(d) for d in rafdb]
-    parts += [imagesets.ferplus(d, ferplus_rule) for d in ferplus]
-    parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
-    parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
-    val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
-    val_parts += [imagesets.image_folder(d) for d in val_images]
-    val_parts += [imagesets.rafdb(d, split="test") for d in val_rafdb]
-    overlap = imagesets.shared(parts, val_parts)
-    if overlap:
-        log(f"warning: validation shares {len(overlap)} video(s) or image(s) with training ({few(overlap, 3)}): "
-            "the validation score is not held out")
+    _check_image_size(base, image_size)
+    parts, val_parts = _sources(images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2,
+                                every, val, val_images, val_rafdb)
     roles = [(p, "train") for p in parts] + [(p, "val") for p in val_parts]
-    for part, role in roles:
-        kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
-        dropped = ""
-        if part.dropped:  # a val source leaves nothing out: its notes are how frames are scored
-            dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
-                f"{k} {v}" for k, v in part.dropped.items())
-        log(f"{role} {part.name}: {len(part)} images ({kept}){dropped}")
-        for warning in part.warnings:
-            log(f"warning: {warning}")
 
     import torch
 
@@ -187,3 +159,48 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
     best = summary["best"]
     log(f"wrote {output}/" + (f" (best epoch {best['epoch']}, val macro F1 {best['val_macro_f1']:.4f}, "
                               f"accuracy {best['val_accuracy']:.4f})" if best else ""))
+
+
+def _check_image_size(base, image_size):
+    """--image-size below the model's patch: a usage error before any image is read (exit 2)."""
+    if not image_size:
+        return
+    from abawtools.backbones import _load_config
+
+    patch = getattr(_load_config(base), "patch_size", 0) or 0
+    patch = max(patch) if isinstance(patch, (list, tuple)) else int(patch)
+    if image_size < patch:
+        raise click.BadParameter(f"{image_size} is smaller than the model's {patch}-pixel patch",
+                                 param_hint="--image-size")
+
+
+def _sources(images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2, every, val,
+             val_images, val_rafdb):
+    """(training parts, validation parts) as ImageIndex each, their counts, what each leaves out
+    and every warning said on stderr."""
+    from abawtools import CLASSES, imagesets
+    from abawtools.commands._common import log
+    from abawtools.errors import few
+
+    parts = [imagesets.image_folder(d) for d in images]
+    parts += [imagesets.rafdb(d) for d in rafdb]
+    parts += [imagesets.ferplus(d, ferplus_rule) for d in ferplus]
+    parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
+    parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
+    val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
+    val_parts += [imagesets.image_folder(d) for d in val_images]
+    val_parts += [imagesets.rafdb(d, split="test") for d in val_rafdb]
+    overlap = imagesets.shared(parts, val_parts)
+    if overlap:
+        log(f"warning: validation shares {len(overlap)} video(s) or image(s) with training ({few(overlap, 3)}): "
+            "the validation score is not held out")
+    for part, role in [(p, "train") for p in parts] + [(p, "val") for p in val_parts]:
+        kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
+        dropped = ""
+        if part.dropped:  # a val source leaves nothing out: its notes are how frames are scored
+            dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
+                f"{k} {v}" for k, v in part.dropped.items())
+        log(f"{role} {part.name}: {len(part)} images ({kept}){dropped}")
+        for warning in part.warnings:
+            log(f"warning: {warning}")
+    return parts, val_parts
