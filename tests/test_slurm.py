@@ -106,13 +106,15 @@ def test_train_requeues_after_usr1_and_resumes(cluster, tmp_path, nproc):
     d = tmp_path / "d"
     abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
          "-o", tmp_path / "t.csv")
-    env = dict(cluster, NPROC=nproc, OMP_NUM_THREADS="1")  # NPROC=2: torchrun + DDP (gloo)
-    job = sbatch(env, tmp_path, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
+    env = dict(cluster, NPROC=nproc, OMP_NUM_THREADS="1")  # NPROC=2: srun + torchrun (c10d) + DDP (gloo)
+    nodes = ["--nodes", "1"] if nproc == "2" else []  # the multi-node recipe, on the one node there is
+    job = sbatch(env, tmp_path, *nodes, os.path.join(SLURM, "train.sbatch"), "t.csv", "t.csv", "m.safetensors",
                  "--epochs", "6", "--d-model", "32", "--layers", "1", "--heads", "4", "--batch-size", "16")
     _preempt_requeue_and_wait(cluster, job, tmp_path / "m.safetensors.ckpt" / "checkpoint.pt", tmp_path / "m.safetensors")
     log = (tmp_path / f"abaw-train-{job}.log").read_text()
     assert (tmp_path / "m.safetensors").exists(), log
     assert "requeueing job" in log and "resumed from" in log and "SIGUSR1" in log
+    assert f"{nproc} process(es)" in log
 
 
 def test_finetune_requeues_after_usr1_and_resumes(cluster, tmp_path):
