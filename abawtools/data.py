@@ -19,6 +19,7 @@ class Video:
 
     def __init__(self, vid, visual_path, audio_path, labels_path=None, audio_dim=None):
         self.vid = vid
+        self.labels_path = labels_path
         self.visual = _open_features(visual_path)
         if audio_path:
             self.audio = _open_features(audio_path)
@@ -26,7 +27,7 @@ class Video:
             if audio_dim is None:
                 raise AbawError(f"{vid}: no audio features and no audio dimension to stand in")
             self.audio = np.full((0, audio_dim), np.nan, np.float32)
-        self.labels = formats.read_labels(labels_path) if labels_path else None
+        self.task, self.labels = formats.read_annotation(labels_path) if labels_path else (None, None)
         self.frames = len(self.labels) if self.labels is not None else len(self.visual)
         formats.check_length(vid, f"visual features {visual_path}", len(self.visual), self.frames)
         if audio_path:
@@ -92,8 +93,8 @@ def _open_features(path):
 def cut_batch(items, window, audio_context=0):
     """Stack windows [(video, start), ...] into numpy arrays for the model.
 
-    Returns visual (B, W, Dv), audio (B, W + 2c, Da), their presence masks, labels (B, W) with -1
-    on padding; missing rows are zero in the feature arrays (the model masks them anyway).
+    Returns visual (B, W, Dv), audio (B, W + 2c, Da), their presence masks, labels (B, W) (VA:
+    (B, W, 2), AU: (B, W, 12)) with the task's invalid mark on padding; missing rows are zero in the feature arrays (the model masks them anyway).
     """
     c = audio_context
     visual, audio, labels = [], [], []
@@ -103,8 +104,8 @@ def cut_batch(items, window, audio_context=0):
         a = windows.cut(video.audio[: min(end + c, video.frames)], start - c, window + 2 * c, np.nan)
         visual.append(v)
         audio.append(a)
-        if video.labels is not None:
-            labels.append(windows.cut(video.labels, start, window, -1, dtype=np.int64))
+        if video.labels is not None:  # padding past T: the task's invalid mark (-1; VA -5)
+            labels.append(windows.cut(video.labels, start, window, video.task.invalid, dtype=video.task.label_dtype))
     visual = np.stack(visual)
     audio = np.stack(audio)
     v_mask = windows.present_rows(visual)

@@ -375,8 +375,11 @@ class _Run:
         if self.rank == 0:
             result = job.validate(self.model, self.device, self.autocast_dtype)
             if result is not None:
-                record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
-                if self.best is None or result["macro_f1"] > self.best["val_macro_f1"]:
+                if "macro_f1" in result:  # EXPR (and finetune): the names 0.2.0 wrote
+                    record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
+                else:  # VA: mean CCC; AU: mean F1
+                    record.update(val_score=result["score"], val_task=result["task"])
+                if self.best is None or val_score(record) > val_score(self.best):
                     self.best = dict(record)
                     self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.world > 1:  # rank 0's verdict on the best epoch, for early stopping on every rank
@@ -387,7 +390,8 @@ class _Run:
         if self.rank == 0:
             self.log(f"epoch {record['epoch']}/{opts.epochs}: loss {record['loss']:.4f}, {rate:.0f} {job.unit}/s"
                      + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
-                        if "val_macro_f1" in record else ""))
+                        if "val_macro_f1" in record else "")
+                     + (f", val {score_name(record)} {record['val_score']:.4f}" if "val_score" in record else ""))
         self.epoch += 1
         self.batch_in_epoch, self.loss_sum = 0, 0.0
         self.save_checkpoint()
@@ -396,14 +400,24 @@ class _Run:
     def finish(self):
         opts, best = self.opts, self.best
         if self.rank == 0 and self.stopped_early() and self.epoch < opts.epochs:
-            self.log(f"early stop after epoch {self.epoch}: no better val macro F1 for {opts.patience} epochs "
-                     f"(best: epoch {best['epoch']}, {best['val_macro_f1']:.4f})")
+            self.log(f"early stop after epoch {self.epoch}: no better val {score_name(best)} for {opts.patience} "
+                     f"epochs (best: epoch {best['epoch']}, {val_score(best):.4f})")
         final = copy.deepcopy(self.model).cpu()
         if self.best_state:
             final.load_state_dict(self.best_state)
         summary = {"epochs": opts.epochs, "epochs_run": self.epoch, "history": self.history, "best": best,
                    "options": asdict(opts), "world_size": self.world, **self.job.summary()}
         return final.eval(), summary, self.rank
+
+
+def val_score(record):
+    """The validation score of an epoch's record: EXPR's macro F1 (the name 0.2.0 wrote), else
+    the task's score (VA: mean CCC, AU: mean F1)."""
+    return record["val_macro_f1"] if "val_macro_f1" in record else record["val_score"]
+
+
+def score_name(record):
+    return {"va": "mean CCC", "au": "mean AU F1"}.get(record.get("val_task"), "macro F1")
 
 
 def _save_atomically(obj, path):

@@ -292,23 +292,57 @@ def npy_rows(path):
     return shape[0] if shape else 0
 
 
+def read_outputs(path, data=None):
+    """(task, outputs) of per-frame model outputs as infer writes them: (T, 8) EXPR logits,
+    (T, 2) valence/arousal, (T, 12) AU logits, float32, checked for shape and finiteness."""
+    from abawtools import tasks
+
+    arr = read_npy(path) if data is None else data
+    name = "stdin" if path == "-" else path
+    if arr.ndim != 2:
+        raise AbawError(f"{name}: expected per-frame outputs (T, 8 | 2 | 12), got shape {arr.shape}")
+    task = tasks.of_outputs(arr.shape[1], name)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise AbawError(f"{name}: outputs must be numeric, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise AbawError(f"{name}: outputs contain NaN or Inf")
+    return task, arr
+
+
 def read_logits(path, data=None):
-    """Logits `(T, 8)` as float32, checked for shape and finiteness."""
+    """EXPR logits `(T, 8)` as float32, checked for shape and finiteness."""
     arr = read_npy(path) if data is None else data
     name = "stdin" if path == "-" else path
     if arr.ndim != 2 or arr.shape[1] != NUM_CLASSES:
         raise AbawError(f"{name}: expected logits of shape (T, {NUM_CLASSES}), got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise AbawError(f"{name}: logits must be numeric, got dtype {arr.dtype}")
-    arr = np.asarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise AbawError(f"{name}: logits contain NaN or Inf")
-    return arr
+    return read_outputs(path, arr)[1]
 
 
 # ------------------------------------------------------------------------------------ labels
+def parse_annotation(text, name="labels"):
+    """(task, labels) of an Aff-Wild2 annotation file of any track, the task named by its header
+    (abawtools.tasks): EXPR one integer in [-1, 7] per frame; VA `v,a` in [-1, 1] or -5; AU 12
+    values 0/1 or -1."""
+    from abawtools import tasks
+
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise AbawError(f"{name}: empty label file")
+    task = tasks.of_header(lines[0])
+    if task is None:
+        raise AbawError(f"{name}:1: expected header '{LABEL_HEADER}' (EXPR), '{tasks.VA.header}' (VA) or "
+                        f"'{tasks.AU.header}' (AU), got '{lines[0][:80]}'")
+    if task is tasks.EXPR:
+        return task, parse_labels(text, name)
+    return task, task.parse([line.strip() for line in lines[1:]], name)
+
+
 def parse_labels(text, name="labels"):
-    """Parse an Aff-Wild2 EXPR file: the class header, then one integer in [-1, 7] per frame."""
+    """Parse an Aff-Wild2 annotation: EXPR (the class header, then one integer in [-1, 7] per
+    frame) as (T,) int64; VA and AU files in their own layout (parse_annotation)."""
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -316,7 +350,7 @@ def parse_labels(text, name="labels"):
         raise AbawError(f"{name}: empty label file")
     header = lines[0].lstrip("\ufeff").replace(" ", "").strip()
     if header.lower() != LABEL_HEADER.lower():
-        raise AbawError(f"{name}:1: expected header '{LABEL_HEADER}', got '{lines[0][:80]}'")
+        return parse_annotation(text, name)[1]
     body = [line.strip() for line in lines[1:]]
     try:
         labels = np.array(body, dtype=np.str_).astype(np.int64) if body else np.zeros(0, np.int64)
@@ -336,26 +370,41 @@ def parse_labels(text, name="labels"):
     return labels
 
 
-def read_labels(path):
+def read_annotation(path):
+    """(task, labels) of an annotation file of any track (parse_annotation)."""
     raw = _read_bytes(path)
     name = "stdin" if path == "-" else path
     if raw.startswith(NPY_MAGIC):
         raise AbawError(f"{name}: expected a label file, got an NPY")
-    return parse_labels(decode_text(raw), name)
+    return parse_annotation(decode_text(raw), name)
 
 
-def format_labels(labels):
-    labels = np.asarray(labels, dtype=np.int64)
-    return LABEL_HEADER + "\n" + "".join(f"{v}\n" for v in labels.tolist())
+def read_labels(path):
+    """The labels of an annotation file of any track (EXPR: (T,) int64)."""
+    return read_annotation(path)[1]
 
 
-def write_labels(path, labels):
+def format_labels(labels, task=None):
+    """An annotation file's text, in the layout of `task` (default: from the labels' shape)."""
+    from abawtools import tasks
+
+    task = task or tasks.of_labels(labels)
+    if task is tasks.EXPR:
+        labels = np.asarray(labels, dtype=np.int64)
+        return LABEL_HEADER + "\n" + "".join(f"{v}\n" for v in labels.tolist())
+    return task.header + "\n" + "".join(line + "\n" for line in task.format_rows(labels))
+
+
+def write_labels(path, labels, task=None):
     with atomic_output(path, "wb") as fh:
-        fh.write(format_labels(labels).encode())
+        fh.write(format_labels(labels, task).encode())
 
 
-def read_predictions(path):
-    """PRED for `score`: a label file, or a logits NPY whose argmax is taken."""
+def read_prediction(path, thresholds=None):
+    """(task, predictions) for `score`: a file in an annotation's layout, or model outputs (NPY)
+    turned into predictions (tasks.predict: argmax, clipped values, AU thresholds)."""
+    from abawtools import tasks
+
     raw = _read_bytes(path)
     name = "stdin" if path == "-" else path
     if raw.startswith(NPY_MAGIC):
@@ -363,8 +412,14 @@ def read_predictions(path):
             arr = np.load(io.BytesIO(raw), allow_pickle=False)
         except ValueError as exc:
             raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
-        return read_logits(path, data=arr).argmax(axis=1)
-    return parse_labels(decode_text(raw), name)
+        task, outputs = read_outputs(path, data=arr)
+        return task, tasks.predict(task, outputs, thresholds if task is tasks.AU else None)
+    return parse_annotation(decode_text(raw), name)
+
+
+def read_predictions(path):
+    """PRED for `score` (EXPR): a label file, or a logits NPY whose argmax is taken."""
+    return read_prediction(path)[1]
 
 
 # -------------------------------------------------------------------------------- submission
@@ -377,27 +432,46 @@ def _parse_image_location(location, name, lineno):
     return m.group("video"), int(m.group("frame"))
 
 
+def submission_task(path, lines=None):
+    """The task of a submission-layout CSV (the organisers' template or a submission) from its
+    header, `image_location,` + the task's annotation header."""
+    from abawtools import tasks
+
+    name = "stdin" if path == "-" else path
+    if lines is None:
+        lines = decode_text(_read_bytes(path)).splitlines()
+    first = lines[0] if lines else ""
+    key = first.lstrip("\ufeff").replace(" ", "").lower()
+    for task in tasks.TASKS.values():
+        if key == task.submission_header.lower():
+            return task
+    raise AbawError(f"{name}:1: expected header '{SUBMISSION_HEADER}' (EXPR), '{tasks.VA.submission_header}' (VA) "
+                    f"or '{tasks.AU.submission_header}' (AU), got '{first[:80]}'")
+
+
 def _submission_rows(path):
-    """Yield (lineno, video, frame_number, label_or_None) from a submission-layout CSV."""
+    """Yield (lineno, video, frame_number, label_or_None, location) from a submission-layout CSV
+    of any task; a label is an int (EXPR) or a tuple of values (VA, AU)."""
     raw = decode_text(_read_bytes(path))
     name = "stdin" if path == "-" else path
     lines = raw.splitlines()
-    if not lines or lines[0].lstrip("\ufeff").replace(" ", "").lower() != SUBMISSION_HEADER.lower():
-        first = lines[0][:80] if lines else ""
-        raise AbawError(f"{name}:1: expected header '{SUBMISSION_HEADER}', got '{first}'")
+    task = submission_task(path, lines)
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         fields = line.split(",")
         vid, frame = _parse_image_location(fields[0], name, lineno)
         label = None
-        if len(fields) > 1 and fields[1].strip():
+        values = [f.strip() for f in fields[1:]]
+        if task.name == "expr" and values and values[0]:
             try:
-                label = int(fields[1])
+                label = int(values[0])
             except ValueError:
-                raise AbawError(f"{name}:{lineno}: expected an integer label, got '{fields[1][:40]}'") from None
+                raise AbawError(f"{name}:{lineno}: expected an integer label, got '{values[0][:40]}'") from None
             if not 0 <= label < NUM_CLASSES:
                 raise AbawError(f"{name}:{lineno}: label {label} outside [0, {NUM_CLASSES - 1}]")
+        elif task.name != "expr" and any(values):
+            label = tuple(task.parse([",".join(values)], f"{name} (line {lineno})")[0])
         yield lineno, vid, frame, label, fields[0].strip()
 
 
@@ -420,8 +494,10 @@ def template_frames(path):
 
 
 def read_submission(path):
-    """{video: labels} with labels[t] = the label of frame t+1; frames not listed are -1."""
+    """{video: labels} with labels[t] = the label of frame t+1; frames not listed are invalid
+    (-1; VA -5). Labels in the layout of the submission's task (submission_task)."""
     name = "stdin" if path == "-" else path
+    task = submission_task(path)
     frames, where = {}, {}
     for lineno, vid, frame, label, _ in _submission_rows(path):
         if label is None:
@@ -433,43 +509,59 @@ def read_submission(path):
         seen[frame] = label
         where[vid, frame] = lineno
     out = {}
+    width = () if task.name == "expr" else (task.outputs,)
     for vid, by_frame in frames.items():
-        labels = np.full(max(by_frame), -1, dtype=np.int64)
+        labels = np.full((max(by_frame),) + width, task.invalid, dtype=task.label_dtype)
         for frame, label in by_frame.items():
             labels[frame - 1] = label
         out[vid] = labels
     return out
 
 
-def write_submission(path, predictions, template=None):
-    """Write the ABAW submission CSV from {video: labels}; returns the number of forward-filled rows.
+def write_submission(path, predictions, template=None, task=None):
+    """Write the ABAW submission CSV from {video: labels} (in `task`'s layout; default EXPR);
+    returns the number of forward-filled rows.
 
-    With `template` (the organisers' example file) exactly its rows are written, in its order; a
-    listed frame with no prediction (no face crop, past the end of the logits, an unknown video)
-    takes the previous frame's label of the same video, or the video's first predicted label.
-    Without a template every predicted frame is written.
+    With `template` (the organisers' example file, of the same task) exactly its rows are
+    written, in its order, as it spells them; a listed frame with no prediction (no face crop,
+    past the end of the logits, an unknown video) takes the previous frame's label of the same
+    video, or the video's first predicted label. Without a template every predicted frame is written.
     """
+    from abawtools import tasks
+
+    task = task or tasks.EXPR
+    if template is not None:
+        theirs = submission_task(template)
+        if theirs is not task:
+            raise AbawError(f"{template}: a {theirs.name.upper()} template ({theirs.submission_header}), but the "
+                            f"predictions are {task.name.upper()}'s: give the template of their track")
     filled = 0
-    out = [SUBMISSION_HEADER]
+    out = [task.submission_header]
+
+    def line(row):
+        return task.format_rows(np.asarray([row]))[0]
+
     if template is None:
         for vid in sorted(predictions):
-            out.extend(f"{vid}/{t + 1:05d}.jpg,{int(v)}" for t, v in enumerate(predictions[vid]))
+            out.extend(f"{vid}/{t + 1:05d}.jpg,{line(v)}" for t, v in enumerate(predictions[vid]))
     else:
         last = {}
+        fallback = np.zeros(task.outputs if task.name != "expr" else (), task.label_dtype)
         for _, vid, frame, _, location in _submission_rows(template):
             pred = predictions.get(vid)
-            if pred is not None and 0 < frame <= len(pred) and pred[frame - 1] >= 0:
-                label = int(pred[frame - 1])
+            ok = None if pred is None else task.valid(pred)
+            if pred is not None and 0 < frame <= len(pred) and ok[frame - 1]:
+                label = pred[frame - 1]
             else:
                 filled += 1
                 if vid in last:
                     label = last[vid]
-                elif pred is not None and (pred >= 0).any():
-                    label = int(pred[pred >= 0][0])
+                elif pred is not None and ok.any():
+                    label = pred[ok][0]
                 else:
-                    label = 0
+                    label = fallback
             last[vid] = label
-            out.append(f"{location},{label}")  # the template's rows as it spells them
+            out.append(f"{location},{line(label)}")  # the template's rows as it spells them
     with atomic_output(path, "wb") as fh:
         fh.write(("\n".join(out) + "\n").encode())
     return filled

@@ -387,7 +387,10 @@ def affwild2(cropped, label_dir, every=1, validation=False):
     warnings = []
     for name in files:
         vid = name[:-4]
-        labels = formats.read_labels(os.path.join(label_dir, name))
+        task, labels = formats.read_annotation(os.path.join(label_dir, name))
+        if task.name != "expr":
+            raise AbawError(f"{os.path.join(label_dir, name)}: {task.title} labels; finetune --affwild2 / --val "
+                            "fine-tune on EXPR labels (VA and AU backbone fine-tuning is not built yet)")
         folder = os.path.join(cropped, vid)
         present = np.zeros(len(labels), bool)
         names = {}

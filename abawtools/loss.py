@@ -52,3 +52,47 @@ def _mean_one(raw, present):
     if present.any():
         weights[present] = raw * (present.sum() / raw.sum())
     return weights
+
+
+# ------------------------------------------------------------------------ VA and AU
+def ccc_loss(pred, target):
+    """1 - CCC, the mean over valence and arousal, over the batch's annotated frames (target in
+    [-1, 1]; the organisers' -5 and window padding are left out): the loss the VA track's leading
+    teams train with, the challenge's own metric made differentiable. 0 with a gradient when no
+    frame is annotated, never NaN."""
+    pred = pred.reshape(-1, pred.shape[-1]).float()
+    target = target.reshape(-1, target.shape[-1]).float()
+    valid = ((target >= -1) & (target <= 1)).all(dim=1)
+    if not bool(valid.any()):
+        return pred.sum() * 0.0
+    p, t = pred[valid], target[valid]
+    pm, tm = p.mean(0), t.mean(0)
+    cov = ((p - pm) * (t - tm)).mean(0)
+    ccc = 2 * cov / (p.var(0, unbiased=False) + t.var(0, unbiased=False) + (pm - tm) ** 2 + 1e-8)
+    return (1 - ccc).mean()
+
+
+def au_loss(logits, target, pos_weight=None):
+    """Binary cross-entropy of each AU's logit, averaged over the 12 AUs and over the frames
+    whose 12 labels are valid (-1 marks an invalid frame, and the window padding); `pos_weight`
+    (12,) scales the positive term of each AU (au_pos_weights). 0 with a gradient when no frame
+    is valid."""
+    C = logits.shape[-1]
+    logits = logits.reshape(-1, C).float()
+    target = target.reshape(-1, C)
+    valid = (target >= 0).all(dim=1)
+    term = F.binary_cross_entropy_with_logits(logits, target.clamp(min=0).float(),
+                                              pos_weight=None if pos_weight is None else pos_weight.to(logits),
+                                              reduction="none").mean(dim=1)
+    term = torch.where(valid, term, torch.zeros_like(term))
+    return term.sum() / valid.sum().clamp(min=1)
+
+
+def au_pos_weights(positives, frames, cap=10.0):
+    """Per-AU weight of the positive term: negatives / positives over the training frames, capped
+    at `cap` (a rare AU must not swamp the loss) and at least 1; an AU never positive gets 1."""
+    positives = np.asarray(positives, np.float64)
+    negatives = np.asarray(frames, np.float64) - positives
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(positives > 0, negatives / positives, 1.0)
+    return np.clip(w, 1.0, cap)

@@ -48,12 +48,19 @@ class ModelConfig:
     gate: str = "frame"  # "frame": one gate value per frame (Linear 2d -> 1); "channel": per channel
     zero_faceless: bool = True  # fused visual stream set to 0 at frames without a face
     activation: str = "relu"  # of the self-attention layers' feed-forward (torch's default)
+    # the ABAW track (abawtools.tasks): expr (8 logits), va (2 values, bounded by tanh), au (12 logits);
+    # num_classes is its output count. Written to a file only when not expr, so an EXPR model's
+    # config (and a training checkpoint's fingerprint) is what 0.2.0 wrote.
+    task: str = "expr"
 
     # what a model file written before these fields existed was built with
     LEGACY = {"cross_ffn": False, "gate": "channel", "zero_faceless": False, "activation": "gelu"}
 
     def to_json(self):
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if data["task"] == "expr":
+            del data["task"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
@@ -61,6 +68,12 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         data = {**cls.LEGACY, **data}  # a field the file lacks: the architecture it was written with
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def bounded(out, cfg):
+    """Valence and arousal live in [-1, 1]: the VA head ends in tanh (as the VA track's leading
+    teams' heads do); EXPR and AU outputs are logits."""
+    return torch.tanh(out) if cfg.task == "va" else out
 
 
 def sinusoidal_positions(length, dim, device=None):
@@ -220,7 +233,7 @@ class DualBranchNet(nn.Module):
         if self.cfg.zero_faceless:
             # a frame without a face is classified from the audio stream alone (authors' final_v * v_mask)
             fv = torch.where(visual_mask[..., None], fv, torch.zeros((), device=fv.device, dtype=fv.dtype))
-        return self.head(torch.cat([fv, fa], dim=-1))
+        return bounded(self.head(torch.cat([fv, fa], dim=-1)), self.cfg)
 
 
 class TwoStreamBaseline(nn.Module):
@@ -263,7 +276,7 @@ class TwoStreamBaseline(nn.Module):
         lam = torch.full(visual_mask.shape, self.cfg.fusion_lambda, device=visual.device)
         lam = torch.where(visual_mask, lam, torch.zeros_like(lam))
         lam = torch.where(~a_present & visual_mask, torch.ones_like(lam), lam)
-        return lam[..., None] * v_out + (1 - lam[..., None]) * a_out
+        return bounded(lam[..., None] * v_out + (1 - lam[..., None]) * a_out, self.cfg)
 
 
 def build_model(cfg):
@@ -312,10 +325,12 @@ def load_model(path, device="cpu"):
         model = build_model(cfg)
     except (ValueError, TypeError) as exc:
         raise AbawError(f"{path}: unreadable model config ({str(exc).splitlines()[0]})") from None
-    from abawtools import NUM_CLASSES
+    from abawtools import tasks
 
-    if cfg.num_classes != NUM_CLASSES:
-        raise AbawError(f"{path}: the model has {cfg.num_classes} classes; ABAW has {NUM_CLASSES}")
+    task = tasks.TASKS.get(cfg.task)
+    if task is None or cfg.num_classes != task.outputs:
+        raise AbawError(f"{path}: the model has {cfg.num_classes} classes (outputs) for task {cfg.task!r}; ABAW's "
+                        "tracks have expr 8, va 2, au 12")
     bad = [k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise AbawError(f"{path}: NaN or Inf in the weights ({', '.join(bad[:3])}): the training diverged")

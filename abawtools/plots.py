@@ -60,3 +60,41 @@ def write_report(path, result, pairs, max_videos=6):
     with atomic_output(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def write_task_report(path, result, pairs, max_videos=6):
+    """--plot for any track: EXPR the confusion matrix and timelines (write_report); VA the
+    predicted and true valence and arousal of the first videos; AU the per-AU F1 bars."""
+    if result["task"] == "expr":
+        return write_report(path, {k: v for k, v in result.items() if k not in ("task", "score")}, pairs, max_videos)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AbawError("--plot needs matplotlib: pip install 'abawtools[plot]'") from None
+    if result["task"] == "va":
+        shown = pairs[:max_videos]
+        fig, axes = plt.subplots(len(shown), 2, figsize=(12, 1.8 * len(shown) + 0.6), squeeze=False)
+        for row, (vid, pred, truth) in zip(axes, shown):
+            for j, name in enumerate(("valence", "arousal")):
+                t = np.where((truth[:, j] >= -1) & (truth[:, j] <= 1), truth[:, j], np.nan)
+                row[j].plot(t, color="black", lw=1, label="true")
+                row[j].plot(pred[:, j], color="tab:red", lw=1, label="predicted")
+                row[j].set_ylim(-1.05, 1.05)
+                row[j].set_title(f"{vid}: {name}", fontsize=8)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"VA: mean CCC {result['score']:.4f} (valence {result['ccc']['valence']:.4f}, "
+                     f"arousal {result['ccc']['arousal']:.4f})")
+    else:
+        names = list(result["per_au"])
+        fig, ax = plt.subplots(figsize=(10, 4))
+        ax.bar(names, [result["per_au"][n]["f1"] for n in names], color="tab:blue")
+        ax.axhline(result["score"], color="black", lw=1, ls="--")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("F1")
+        ax.set_title(f"AU: mean F1 {result['score']:.4f}")
+    with atomic_output(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)

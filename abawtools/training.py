@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from abawtools import CLASSES, NUM_CLASSES, data, engine, inference, loss, scoring, smoothing, windows
+from abawtools import CLASSES, NUM_CLASSES, data, engine, inference, loss, scoring, smoothing, tasks, windows
 from abawtools.errors import AbawError, few
 from abawtools.model import build_model
 
@@ -54,15 +54,35 @@ class WindowSet:
             raise AbawError(f"feature dimensions differ between videos: {sorted(dims)}")
         self.dims = dims.pop()
 
-    def class_counts(self):
-        """Valid labels of every training window, a frame counted once per window covering it."""
-        counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+        self.task = tasks.one_task({v.labels_path: v.task for v in self.videos.values()}, "the training manifest")
+
+    def _by_video(self):
         by_video = {}
         for video, start in self.items:
             by_video.setdefault(id(video), (video, []))[1].append(start)
-        for video, starts in by_video.values():
+        return by_video.values()
+
+    def class_counts(self):
+        """Valid labels of every training window, a frame counted once per window covering it."""
+        counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+        for video, starts in self._by_video():
             counts += windows.label_counts(video.labels, np.array(starts), self.window, NUM_CLASSES)
         return counts
+
+    def au_counts(self):
+        """(positives per AU, valid frames) over the training windows, a frame counted once per
+        window covering it (what the loss sees)."""
+        positives, frames = np.zeros(tasks.AU.outputs), 0
+        for video, starts in self._by_video():
+            T = len(video.labels)
+            cover = np.zeros(T + 1, np.int64)
+            np.add.at(cover, np.minimum(starts, T), 1)
+            np.add.at(cover, np.minimum(np.asarray(starts) + self.window, T), -1)
+            cover = np.cumsum(cover)[:T]
+            valid = tasks.AU.valid(video.labels)
+            positives += (video.labels[valid] * cover[valid, None]).sum(axis=0)
+            frames += int(cover[valid].sum())
+        return positives, frames
 
 
 def _rows_fingerprint(rows):
@@ -76,13 +96,20 @@ def _rows_fingerprint(rows):
 
 
 # ------------------------------------------------------------------------------ train
-def validate(model, videos, k, device, autocast_dtype=None):
-    """Pooled macro F1 of soft-voted, smoothed predictions: exactly infer | smooth | score."""
+def validate(model, videos, k, device, autocast_dtype=None, task=None):
+    """The challenge's score of soft-voted, smoothed predictions: exactly infer | smooth | score
+    (EXPR: pooled macro F1, median k; VA: mean CCC; AU: mean F1; smoothing.smooth_task's default
+    filter for VA and AU, k when given)."""
+    task = task or tasks.EXPR
     pairs = []
     for video in videos:
-        logits = inference.predict_video(model, video, device=device, autocast_dtype=autocast_dtype)
-        pairs.append((video.vid, smoothing.smooth(logits, k, "median")[0], video.labels))
-    return scoring.score(pairs)
+        outputs = inference.predict_video(model, video, device=device, autocast_dtype=autocast_dtype)
+        if task is tasks.EXPR:
+            pred = smoothing.smooth(outputs, k, "median")[0]
+        else:
+            pred = smoothing.smooth_task(task, outputs, k)[0]
+        pairs.append((video.vid, pred, video.labels))
+    return scoring.score_task(task, pairs)
 
 
 class WindowJob(engine.Job):
@@ -98,22 +125,34 @@ class WindowJob(engine.Job):
         cfg, opts = self.cfg, self.opts
         self.trainset = trainset = WindowSet(self.rows, cfg.window)
         cfg.visual_dim, cfg.audio_dim = trainset.dims
+        self.task = task = trainset.task
+        cfg.task, cfg.num_classes = task.name, task.outputs  # the task follows from the label files
         self.val_videos = []
         if self.val_rows:
             self.val_videos = list(data.open_videos(self.val_rows).values())
+            named = {v.labels_path: v.task for v in self.val_videos}
+            named[next(iter(trainset.videos.values())).labels_path] = task
+            tasks.one_task(named, "training and validation (--val)")
             if {v.dims for v in self.val_videos} != {trainset.dims}:
                 raise AbawError("validation features have other dimensions than the training features")
-            if not any((v.labels >= 0).any() for v in self.val_videos):
-                raise AbawError("--val: every frame of the validation videos is labelled -1, nothing to score")
+            if not any(task.valid(v.labels).any() for v in self.val_videos):
+                raise AbawError(f"--val: every frame of the validation videos is labelled {task.invalid:g}, "
+                                "nothing to score")
             shared = sorted({r["video"] for r in self.rows} & {r["video"] for r in self.val_rows})
             if shared and rank == 0:
                 log(f"warning: {len(shared)} validation video(s) are training videos too ({few(shared)}): the "
                     "validation score is not held out")
         model = build_model(cfg)
-        self.counts = trainset.class_counts()
-        if opts.class_weights:
-            self.weights = torch.tensor(loss.effective_number_weights(self.counts, opts.beta),
-                                        dtype=torch.float32, device=device)
+        if task is tasks.EXPR:
+            self.counts = trainset.class_counts()
+            if opts.class_weights:
+                self.weights = torch.tensor(loss.effective_number_weights(self.counts, opts.beta),
+                                            dtype=torch.float32, device=device)
+        elif task is tasks.AU:
+            positives, frames = trainset.au_counts()
+            self.counts = positives.astype(np.int64)
+            if opts.class_weights:  # negatives / positives per AU (capped at 10)
+                self.weights = torch.tensor(loss.au_pos_weights(positives, frames), dtype=torch.float32, device=device)
         v_mean, v_std = data.feature_stats([v.visual for v in trainset.videos.values()])
         a_mean, a_std = data.feature_stats([v.audio for v in trainset.videos.values()])
         with torch.no_grad():
@@ -122,8 +161,13 @@ class WindowJob(engine.Job):
             model.a_norm.mean.copy_(torch.from_numpy(a_mean))
             model.a_norm.std.copy_(torch.from_numpy(a_std))
         if rank == 0:
-            log(f"training {cfg.arch}: {len(trainset.items)} windows from {len(trainset.videos)} videos")
-            log("class counts in training windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, self.counts)))
+            log(f"training {cfg.arch}: {len(trainset.items)} windows from {len(trainset.videos)} videos"
+                + ("" if task is tasks.EXPR else f" ({task.title})"))
+            if task is tasks.EXPR:
+                log("class counts in training windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, self.counts)))
+            elif task is tasks.AU:
+                log("positive frames per AU in training windows: " + ", ".join(
+                    f"{c}={n}" for c, n in zip(task.columns, self.counts)))
         return model
 
     def size(self):
@@ -135,22 +179,34 @@ class WindowJob(engine.Job):
             yield inference.to_tensors(data.cut_batch(items, self.cfg.window, self.cfg.audio_context), device)
 
     def loss(self, net, batch, key):
-        logits = net(batch["visual"], batch["audio"], batch["visual_mask"], batch["audio_mask"])
-        valid = int((batch["labels"] >= 0).sum())
-        return loss.focal_loss(logits, batch["labels"], self.opts.gamma, self.weights) * max(valid, 1), valid
+        out = net(batch["visual"], batch["audio"], batch["visual_mask"], batch["audio_mask"])
+        labels = batch["labels"]
+        if self.task is tasks.VA:
+            valid = int(((labels >= -1) & (labels <= 1)).all(dim=-1).sum())
+            return loss.ccc_loss(out, labels) * max(valid, 1), valid
+        if self.task is tasks.AU:
+            valid = int((labels >= 0).all(dim=-1).sum())
+            return loss.au_loss(out, labels, self.weights) * max(valid, 1), valid
+        valid = int((labels >= 0).sum())
+        return loss.focal_loss(out, labels, self.opts.gamma, self.weights) * max(valid, 1), valid
 
     def validate(self, model, device, autocast_dtype):
         if not self.val_videos:
             return None
-        return validate(model, self.val_videos, self.opts.smooth_k, device, autocast_dtype)
+        k = self.opts.smooth_k if self.task is tasks.EXPR else None  # VA/AU: their own filters
+        return validate(model, self.val_videos, k, device, autocast_dtype, self.task)
 
     def fingerprint(self):
         parts = [self.cfg.to_json(), _rows_fingerprint(self.rows), _rows_fingerprint(self.val_rows or [])]
         return "|".join(parts)
 
     def summary(self):
-        return {"class_counts": self.counts.tolist(),
-                "class_weights": None if self.weights is None else self.weights.cpu().tolist()}
+        weights = None if self.weights is None else self.weights.cpu().tolist()
+        if self.task is tasks.EXPR:
+            return {"class_counts": self.counts.tolist(), "class_weights": weights}
+        if self.task is tasks.AU:
+            return {"task": "au", "au_positives": self.counts.tolist(), "au_pos_weights": weights}
+        return {"task": "va"}
 
 
 def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_after_steps=None,

@@ -109,7 +109,7 @@ def test_cli_smooth_usage_errors(tmp_path, rng, args, code, message):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (np.zeros((5, 7), np.float32), "expected logits of shape (T, 8)"),
+        (np.zeros((5, 7), np.float32), "7 values per frame: expected 8 (EXPR logits)"),
         (np.full((5, 8), np.nan, np.float32), "NaN"),
         (b"not an npy", "not a readable NPY"),
     ],

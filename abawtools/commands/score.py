@@ -1,4 +1,6 @@
-"""abaw score: the challenge metric (pooled macro F1 over 8 classes) for predictions vs labels."""
+"""abaw score: the challenge's metric for predictions vs labels, for the track the label files
+name: EXPR (pooled macro F1 over 8 classes), VA (mean CCC of valence and arousal), AU (mean F1
+over 12 AUs)."""
 
 import click
 
@@ -15,16 +17,24 @@ from abawtools.errors import AbawError, few
               help="Where the scores go (written whole and renamed into place: make never sees half a file).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG: confusion matrix and per-video timelines (needs matplotlib).")
+@click.option("--tune-thresholds", type=click.Path(dir_okay=False), default=None, metavar="OUT.json",
+              help="AU, with AU logits as predictions (NPY, e.g. smooth --format npy): choose each AU's threshold "
+              "on sigmoid(logit) from 0.1, 0.2, ..., 0.9 for the best F1 on these videos (HSEmotion's grid) and "
+              "write them for `smooth --thresholds`; the scores printed are at the tuned thresholds.")
 @click.option("--allow-missing", is_flag=True,
               help="Score the videos that have a prediction even when some labelled ones have none (listed "
               "under unmatched_labels); without it that is an error, since the score would not be the split's.")
-def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing):
-    """Score predictions: unweighted mean F1 over the 8 classes, all valid frames pooled.
+def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_thresholds, allow_missing):
+    """Score predictions as the challenge does, all annotated frames pooled: EXPR the unweighted
+    mean F1 over the 8 classes, VA the mean of the CCC of valence and arousal, AU the mean binary
+    F1 over the 12 AUs. The track follows from the label files' header; JSON has "task", "score"
+    (the challenge's number) and the parts.
 
-    PRED is a label file or a logits NPY (argmax is taken); `-` reads it from stdin. Frames
-    labelled -1 are skipped; a class absent from both truth and predictions is left out of the
-    mean and listed under absent_classes. With --label-dir, every labelled video must have a
-    prediction (--allow-missing: score those that do); predictions without labels are listed.
+    PRED is a file in the annotation's layout or a model-output NPY (EXPR argmax, VA values, AU
+    sigmoid >= 0.5); `-` reads it from stdin. Unannotated frames (-1; VA -5) are skipped; an EXPR
+    class absent from both truth and predictions is left out of the mean and listed under
+    absent_classes. With --label-dir, every labelled video must have a prediction
+    (--allow-missing: score those that do); predictions without labels are listed.
 
     \b
     Examples:
@@ -32,8 +42,10 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing)
       abaw smooth logits.npy | abaw score - labels/ID.txt --format table
       abaw score --pred-dir pred/ --label-dir EXPR_Recognition_Challenge/Validation_Set/
       abaw score --submission submission.csv --label-dir Validation_Set/ --plot report.png
+      abaw score --pred-dir va-pred/ --label-dir VA_Estimation_Challenge/Validation_Set --format table
+      abaw score --pred-dir au-smoothed/ --label-dir AU_Detection_Challenge/Validation_Set --tune-thresholds th.json
     """
-    from abawtools import formats, scoring
+    from abawtools import formats, scoring  # noqa: F401
 
     modes = [bool(pair), bool(pred_dir), bool(submission)]
     if sum(modes) != 1:
@@ -45,30 +57,37 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing)
 
     from abawtools.commands._common import check_output_dir
 
-    for path in (output, plot):  # every output checked before the work: never the JSON written, then a failure
+    for path in (output, plot, tune_thresholds):  # every output checked before the work: never the JSON written, then a failure
         if path and path != "-":
             check_output_dir(path)
     if plot:
         from abawtools import plots
 
         plots.check_available()
+    named = {}  # file -> task, for one clear error when tracks are mixed
     if pair:
-        pairs, unmatched = [_load_pair(*pair)], {}
+        pairs, unmatched = [_load_pair(*pair, named)], {}
     elif pred_dir:
-        pairs, unmatched = _load_dirs(pred_dir, label_dir)
+        pairs, unmatched = _load_dirs(pred_dir, label_dir, named)
     else:
-        pairs, unmatched = _load_submission(submission, label_dir)
+        pairs, unmatched = _load_submission(submission, label_dir, named)
+    from abawtools import tasks
+
+    task = tasks.one_task(named, "predictions and labels")
     missing = unmatched.get("unmatched_labels")
     if missing and not allow_missing:
         raise AbawError(f"{len(missing)} labelled video(s) of {label_dir} have no prediction in "
                         f"{pred_dir or submission}: {few(missing)} "
                         "(--allow-missing scores the others)")
 
-    result = scoring.score(pairs)
+    if tune_thresholds:
+        pairs = _tune(task, pairs, tune_thresholds)
+    result = scoring.score_task(task, [(v, p, t) for v, p, t, _ in pairs])
     if result["frames"] == 0:
-        raise AbawError(f"nothing to score: all {sum(len(t) for _, _, t in pairs)} frames are labelled -1")
+        raise AbawError(f"nothing to score: all {sum(len(t) for _, _, t, _ in pairs)} frames are labelled "
+                        f"{task.invalid:g}")
     result.update(unmatched)
-    text = scoring.format_json(result) + "\n" if fmt == "json" else scoring.format_table(result)
+    text = scoring.format_json(result) + "\n" if fmt == "json" else scoring.format_task_table(result)
     if output == "-":
         click.echo(text, nl=False)
     else:
@@ -77,7 +96,7 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, allow_missing)
     if plot:
         from abawtools import plots
 
-        plots.write_report(plot, result, pairs)
+        plots.write_task_report(plot, result, [(v, p, t) for v, p, t, _ in pairs])
 
 
 def _check_length(vid, pred, truth):
@@ -86,16 +105,22 @@ def _check_length(vid, pred, truth):
     formats.check_length(vid, "the prediction", len(pred), len(truth))
 
 
-def _load_pair(pred_path, label_path):
+def _load_pair(pred_path, label_path, named):
+    """(video, prediction, truth, prediction file); a prediction of another track than its labels
+    (a VA model's outputs against AU labels) is one error naming both."""
     from abawtools import formats
 
     if pred_path == "-" and label_path == "-":
         raise click.UsageError("only one of PRED and LABELS can be stdin")
-    pred = formats.read_predictions(pred_path)
-    truth = formats.read_labels(label_path)
+    pred_task, pred = formats.read_prediction(pred_path)
+    task, truth = formats.read_annotation(label_path)
+    if pred_task is not task:
+        raise AbawError(f"{pred_path} holds {pred_task.title} ({pred_task.name.upper()}) predictions, {label_path} "
+                        f"{task.title} ({task.name.upper()}) labels: score each track against its own labels")
+    named[label_path] = task
     vid = formats.video_id(label_path) if label_path != "-" else formats.video_id(pred_path)
     _check_length(vid, pred, truth)
-    return vid, pred, truth
+    return vid, pred, truth, pred_path
 
 
 def _label_files(label_dir):
@@ -116,7 +141,7 @@ def _report_unmatched(pred_only, label_only, what):
     return {"unmatched_predictions": pred_only, "unmatched_labels": label_only}
 
 
-def _load_dirs(pred_dir, label_dir):
+def _load_dirs(pred_dir, label_dir, named):
     import os
 
     from abawtools import formats
@@ -132,27 +157,66 @@ def _load_dirs(pred_dir, label_dir):
     common = sorted(set(preds) & set(labels))
     if not common:
         raise AbawError(f"no video name is in both {pred_dir} and {label_dir}")
-    pairs = [_load_pair(preds[v], labels[v]) for v in common]
+    pairs = [_load_pair(preds[v], labels[v], named) for v in common]
     unmatched = _report_unmatched(sorted(set(preds) - set(labels)), sorted(set(labels) - set(preds)), "prediction(s)")
     return pairs, unmatched
 
 
-def _load_submission(submission, label_dir):
+def _load_submission(submission, label_dir, named):
     from abawtools import formats
 
     labels = _label_files(label_dir)
     sub = formats.read_submission(submission)
+    named[submission] = formats.submission_task(submission)
     common = sorted(set(sub) & set(labels))
     if not common:
         raise AbawError(f"no video of {submission} has a label file in {label_dir}")
     pairs = []
     for vid in common:
-        truth = formats.read_labels(labels[vid])
+        task, truth = formats.read_annotation(labels[vid])
+        named[labels[vid]] = task
+        if task is not named[submission]:
+            raise AbawError(f"{submission} is a {named[submission].name.upper()} submission, {labels[vid]} "
+                            f"{task.name.upper()} labels: score each track against its own labels")
         pred = sub[vid]
         _check_length(vid, pred, truth)
-        missing = int(((pred < 0) & (truth >= 0)).sum())
+        missing = int((~task.valid(pred) & task.valid(truth)).sum())
         if missing:
             raise AbawError(f"{vid}: {missing} labelled frame(s) are missing from {submission}")
-        pairs.append((vid, pred, truth))
+        pairs.append((vid, pred, truth, submission))
     unmatched = _report_unmatched(sorted(set(sub) - set(labels)), sorted(set(labels) - set(sub)), "submitted video(s)")
     return pairs, unmatched
+
+
+def _tune(task, pairs, out):
+    """--tune-thresholds: each AU's threshold on sigmoid(logit), from 0.1 .. 0.9, for the best
+    pooled F1 over these videos; written to `out` (JSON); returns the pairs predicted with them."""
+    import json
+
+    import numpy as np
+
+    from abawtools import formats, scoring, tasks
+
+    if task is not tasks.AU:
+        raise click.UsageError(f"--tune-thresholds is for AU predictions; these are {task.name.upper()}'s")
+    raw = []
+    for _, _, _, path in pairs:
+        if not str(path).endswith(".npy"):
+            raise click.UsageError(f"--tune-thresholds needs AU logits (NPY), not {path}")
+        raw.append(formats.read_outputs(path)[1])
+    valid = [task.valid(t) for _, _, t, _ in pairs]
+    logits = np.concatenate([r[v] for r, v in zip(raw, valid)])
+    truth = np.concatenate([t[v] for (_, _, t, _), v in zip(pairs, valid)]) == 1
+    grid = np.round(np.arange(0.1, 0.91, 0.1), 2)
+    chosen, at_half, tuned = {}, {}, {}
+    for i, name in enumerate(task.columns):
+        f1s = [scoring.binary_f1(truth[:, i], logits[:, i] >= np.log(g / (1 - g)))[0] for g in grid]
+        best = int(np.argmax(f1s))  # the first of equal F1s: the lowest threshold
+        chosen[name], tuned[name], at_half[name] = float(grid[best]), float(f1s[best]), float(f1s[4])
+    record = {"thresholds": chosen, "f1_at_0.5": at_half, "f1_tuned": tuned,
+              "mean_f1_at_0.5": float(np.mean(list(at_half.values()))), "mean_f1_tuned": float(np.mean(list(tuned.values()))),
+              "grid": grid.tolist(), "videos": len(pairs)}
+    with formats.atomic_output(out, "w") as fh:
+        fh.write(json.dumps(record, indent=2) + "\n")
+    thresholds = [chosen[n] for n in task.columns]
+    return [(vid, tasks.predict(task, r, thresholds), t, p) for (vid, _, t, p), r in zip(pairs, raw)]

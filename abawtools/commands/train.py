@@ -123,7 +123,10 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
     if rank == 0:
         save_model(output, model, extra={"training": summary, "manifest": manifest})
         best = summary["best"]
-        log(f"wrote {output}" + (f" (best epoch {best['epoch']}, val macro F1 {best['val_macro_f1']:.4f})" if best else ""))
+        from abawtools.engine import score_name, val_score
+
+        log(f"wrote {output}" + (f" (best epoch {best['epoch']}, val {score_name(best)} {val_score(best):.4f})"
+                                 if best else ""))
 
 
 def _stride(rows, W):

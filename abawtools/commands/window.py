@@ -12,7 +12,7 @@ from abawtools.errors import AbawError, few
 @click.option("--audio-dir", "audio_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of ID.npy aligned audio features (T, Da); ID_left/ID_right fall back to ID.npy.")
 @click.option("--label-dir", "label_dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder of ID.txt EXPR annotations: these name the videos.")
+              help="Folder of ID.txt annotations (EXPR, VA or AU: the header says which): these name the videos.")
 @click.option("--visual", "visual_old", type=click.Path(exists=True, file_okay=False), hidden=True)
 @click.option("--audio", "audio_old", type=click.Path(exists=True, file_okay=False), hidden=True)
 @click.option("--labels", "label_old", type=click.Path(exists=True, file_okay=False), hidden=True)
@@ -20,24 +20,28 @@ from abawtools.errors import AbawError, few
 @click.option("-W", "--window", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("-S", "--stride", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-invalid", default=0.25, show_default=True, type=_common.Finite(0, 1),
-              help="Drop windows whose share of -1 labels (over their real frames) is above this.")
+              help="Drop windows whose share of unannotated frames (EXPR/AU -1, VA -5; over their real frames) "
+              "is above this.")
 def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, output, window, stride, max_invalid):
     """Index the sliding windows of every labelled video (paper §4.4), without copying features.
 
     One row per window: video, feature and label files, start, stop, valid fraction. Windows
     step by S and a last one ends exactly at the video's end; a video shorter than W gets one
-    window whose missing tail is masked and labelled -1. Class counts go to stderr.
+    window whose missing tail is masked and labelled -1. The track (EXPR, VA, AU) follows from
+    the label files' header; class counts (EXPR), value ranges (VA) or positives (AU) go to stderr.
 
     \b
     Example:
       abaw window --visual-dir visual/ --audio-dir audio/ \\
                   --label-dir EXPR_Recognition_Challenge/Train_Set -o train.csv
+      abaw window --visual-dir visual/ --audio-dir audio/ \\
+                  --label-dir VA_Estimation_Challenge/Train_Set -o va-train.csv
     """
     import os
 
     import numpy as np
 
-    from abawtools import CLASSES, formats, windows
+    from abawtools import CLASSES, formats, tasks, windows
     from abawtools.commands._common import log
 
     # --visual/--audio/--labels: the names before 0.2, kept so old scripts run
@@ -50,6 +54,7 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
     if not label_files:
         raise AbawError(f"{label_dir}: no .txt label files")
     rows, counts, skipped, dropped = [], np.zeros(len(CLASSES), np.int64), [], 0
+    named, kept_labels = {}, []
     for f in label_files:
         vid = formats.video_id(f)
         visual = os.path.join(visual_dir, vid + ".npy")  # each face has its own; audio may be shared
@@ -58,15 +63,20 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
         if visual is None or audio is None:
             skipped.append(vid)
             continue
-        labels = formats.read_labels(os.path.join(label_dir, f))
+        task, labels = formats.read_annotation(os.path.join(label_dir, f))
+        named[os.path.join(label_dir, f)] = task
+        tasks.one_task(named, label_dir)  # one track per run, named at the first other file
         T = len(labels)
         for what, path in (("visual features", visual), ("aligned audio", audio)):
             formats.check_length(vid, f"{what} {path}", formats.feature_rows(path), T)
         starts = windows.window_starts(T, window, stride)
-        fractions = windows.valid_fractions(labels, starts, window)
+        fractions = windows.valid_fractions(np.where(task.valid(labels), 0, -1), starts, window)
         keep = 1.0 - fractions <= max_invalid + 1e-12
         dropped += int((~keep).sum())
-        counts += windows.label_counts(labels, starts[keep], window, len(CLASSES))
+        if task is tasks.EXPR:
+            counts += windows.label_counts(labels, starts[keep], window, len(CLASSES))
+        elif keep.any():
+            kept_labels.append(labels[task.valid(labels)])
         for s, frac in zip(starts[keep], fractions[keep]):
             rows.append({"video": vid, "visual": os.path.abspath(visual), "audio": os.path.abspath(audio),
                          "labels": os.path.abspath(os.path.join(label_dir, f)), "frames": T, "start": int(s),
@@ -80,4 +90,14 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
         windows.write_manifest(fh, rows)
     log(f"{len(rows)} windows from {len({r['video'] for r in rows})} videos "
         f"(W={window}, S={stride}; {dropped} dropped for > {max_invalid:.0%} invalid labels)")
-    log("labelled frames in windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, counts)))
+    task = tasks.one_task(named, label_dir)
+    if task is tasks.EXPR:
+        log("labelled frames in windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, counts)))
+    elif task is tasks.VA:
+        v = np.concatenate(kept_labels)
+        log(f"VA: {len(v)} annotated frames; valence in [{v[:, 0].min():.2f}, {v[:, 0].max():.2f}] mean "
+            f"{v[:, 0].mean():.2f}, arousal in [{v[:, 1].min():.2f}, {v[:, 1].max():.2f}] mean {v[:, 1].mean():.2f}")
+    else:
+        v = np.concatenate(kept_labels)
+        log(f"AU: {len(v)} valid frames; positives: "
+            + ", ".join(f"{c}={int(n)}" for c, n in zip(task.columns, v.sum(axis=0))))
