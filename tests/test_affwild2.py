@@ -179,3 +179,71 @@ def test_infer_runs_the_videos_of_every_split_it_is_given(pristine, tmp_path, ru
     np.save(tmp_path / "vis" / f"{vid}.npy", np.zeros((lengths[vid] - 4, 6), np.float32))
     result = run([*common, "-o", f"{tmp_path / 'again'}/"])
     assert result.exit_code == 1 and vid in result.stderr and "the annotation" in result.stderr
+
+
+# ------------------------------------------------------------------ the VA and AU tracks
+def _pooled(label_dir, pred_of, task):
+    """Independent restatement: the truth and predictions of every annotated frame, pooled."""
+    ys, ps = [], []
+    for f in sorted(os.listdir(label_dir)):
+        text = open(os.path.join(label_dir, f)).read().splitlines()[1:]
+        y = np.array([[float(x) for x in line.split(",")] for line in text])
+        keep = (y != task).all(axis=1)  # -5 (VA) or -1 (AU) in any column: unannotated
+        ys.append(y[keep])
+        ps.append(pred_of(f[:-4])[keep])
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def _ccc(x, y):
+    sxy = np.mean((x - x.mean()) * (y - y.mean()))
+    return 2 * sxy / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def _f1(y, p):
+    tp, fp, fn = np.sum((y == 1) & (p == 1)), np.sum((y == 0) & (p == 1)), np.sum((y == 1) & (p == 0))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+@pytest.mark.slow
+def test_tracks_page_as_written(tree):
+    from affwild2tree import AU_LABELS, AU_TEMPLATE, VA_LABELS, VA_TEMPLATE
+
+    text = open(os.path.join(ROOT, "docs", "tracks.md")).read()
+    script = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tree, env=tool_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "valence in [" in proc.stderr and "positives: AU1=" in proc.stderr
+    # VA: score's number is the mean CCC of an independent computation over the annotated frames
+    val = tree / VA_LABELS / "Validation_Set"
+    va = json.loads(abaw("score", "--pred-dir", tree / "va-pred" / "val", "--label-dir", val).stdout)
+    y, p = _pooled(val, lambda vid: formats.read_labels(str(tree / "va-pred" / "val" / f"{vid}.txt")), -5)
+    assert va["task"] == "va" and va["frames"] == len(y)
+    assert va["ccc"]["valence"] == pytest.approx(_ccc(p[:, 0], y[:, 0]), abs=1e-6)  # labels read as float32
+    assert va["score"] == pytest.approx((_ccc(p[:, 0], y[:, 0]) + _ccc(p[:, 1], y[:, 1])) / 2, abs=1e-6)
+    best = float(re.search(r"best epoch \d+, val mean CCC (-?\d\.\d+)", proc.stderr).group(1))
+    assert round(va["score"], 4) == best  # train's validation is exactly infer | smooth | score
+    print("VA mean CCC on the tree:", va["score"])
+    # AU: at the tuned thresholds, score equals an independent per-AU F1 of the thresholded logits
+    val = tree / AU_LABELS / "Validation_Set"
+    tuned = json.load(open(tree / "au-thresholds.json"))["thresholds"]
+    au = json.load(open(tree / "au-val.json"))
+    t = np.array([tuned[n] for n in au["per_au"]])
+
+    def thresholded(vid):
+        return (1 / (1 + np.exp(-np.load(tree / "au-smoothed" / "val" / f"{vid}.npy"))) >= t - 1e-9).astype(int)
+
+    y, p = _pooled(val, thresholded, -1)
+    f1 = [_f1(y[:, i], p[:, i]) for i in range(12)]
+    assert au["task"] == "au" and au["score"] == pytest.approx(np.mean(f1), abs=1e-9)
+    assert set(tuned.values()) <= {round(0.1 * k, 1) for k in range(1, 10)}
+    print("AU mean F1 on the tree (tuned):", au["score"])
+    # the submissions: exactly the templates' rows, in order, with each track's header
+    for sub, template in (("va-submission.csv", VA_TEMPLATE), ("au-submission.csv", AU_TEMPLATE)):
+        rows = open(tree / sub).read().splitlines()
+        want = open(tree / template).read().splitlines()
+        assert rows[0] == want[0] and [r.split(",")[0] for r in rows[1:]] == [w.split(",")[0] for w in want[1:]]
+    va_rows = np.array([[float(x) for x in r.split(",")[1:]] for r in open(tree / "va-submission.csv").read().splitlines()[1:]])
+    assert va_rows.shape[1] == 2 and (np.abs(va_rows) <= 1).all()
+    au_rows = np.array([[int(x) for x in r.split(",")[1:]] for r in open(tree / "au-submission.csv").read().splitlines()[1:]])
+    assert au_rows.shape[1] == 12 and set(np.unique(au_rows)) <= {0, 1}
