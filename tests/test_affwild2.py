@@ -108,6 +108,18 @@ def test_makefile_on_the_real_layout(tree):
     os.utime(tree / "work" / "pred" / "3-30-640x360.txt")
     dry = subprocess.run([*args, "-n"], cwd=tree, env=tool_env(), capture_output=True, text=True).stdout
     assert "abaw score" in dry and "abaw train" not in dry and "extract" not in dry
+    # TASK=au: the AU labels and template, the same features (nothing is extracted again)
+    from affwild2tree import AU_TEMPLATE
+
+    au = ["make", "-s", "-f", os.path.join(ROOT, "examples", "Makefile"), "-j2", "TASK=au", f"TEMPLATE={AU_TEMPLATE}",
+          "TRAIN_FLAGS=--epochs 2 --d-model 32 --layers 1 --heads 4"]
+    dry = subprocess.run([*au, "-n", "all", "submission"], cwd=tree, env=tool_env(), capture_output=True, text=True)
+    assert "abaw window" in dry.stdout and "extract" not in dry.stdout, dry.stdout + dry.stderr
+    proc = subprocess.run([*au, "all", "submission"], cwd=tree, env=tool_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mean F1" in proc.stdout and json.load(open(tree / "work" / "au" / "score.json"))["task"] == "au"
+    rows = open(tree / "work" / "au" / "submission.csv").read().splitlines()
+    assert [r.split(",")[0] for r in rows] == [r.split(",")[0] for r in open(tree / AU_TEMPLATE).read().splitlines()]
 
 
 def test_features_of_another_length_are_an_error_everywhere(tree, tmp_path):

@@ -139,8 +139,12 @@ def test_a_track_end_to_end_learns_its_planted_signal(tmp_path, name):
     invoke("smooth", *sorted((tmp_path / "out").glob("*.npy")), "-o", tmp_path / "pred/")
     head = (tmp_path / "pred" / "v0.txt").read_text().splitlines()[0]
     assert head == task.header
-    scored = json.loads(invoke("score", "--pred-dir", tmp_path / "pred", "--label-dir", va / "labels").stdout)
+    scored = json.loads(invoke("score", "--pred-dir", tmp_path / "pred", "--label-dir", va / "labels",
+                               "--plot", tmp_path / "report.png").stdout)
     assert scored["task"] == name
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # VA curves / AU bars
+    table = invoke("score", "--pred-dir", tmp_path / "pred", "--label-dir", va / "labels", "--format", "table").stdout
+    assert ("mean CCC" if name == "va" else "mean F1") in table
     best = json.loads(json.dumps(result.stderr.split("val ")[-1]))
     print(name, "score", scored["score"], "| train said:", best.strip())
     if name == "va":
