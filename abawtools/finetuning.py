@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from abawtools import CLASSES, engine, formats, imagesets, loss, runtime, scoring, visual
+from abawtools import CLASSES, engine, formats, imagesets, loss, runtime, scoring, tasks, visual
 from abawtools.errors import AbawError
 from abawtools.hf import preprocessor_config
 
@@ -167,7 +167,9 @@ class ImageDataset(torch.utils.data.Dataset):
         ok = rgb is not None
         if not ok:
             rgb = np.zeros((self.spec.size, self.spec.size, 3), np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), int(self.index.label[i]), ok, i
+        # EXPR: the class id; VA / AU: the frame's row of values (tasks.Task), collated into (B, 2 | 12)
+        target = int(self.index.label[i]) if self.index.target is None else self.index.target[i]
+        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), target, ok, i
 
 
 def read_image(path):
@@ -221,9 +223,18 @@ class FinetuneJob(engine.Job):
         self.parts = list(parts) + list(val_parts or [])  # for the readability check
         self.index = imagesets.ImageIndex.concat(list(parts))
         self.val_index = imagesets.ImageIndex.concat(list(val_parts), "val") if val_parts else None
-        # 7 classes (the static sets: six basic expressions + neutral) unless a source has Other
-        self.classes = list(CLASSES if (self.index.label == 7).any() else CLASSES[:7])
-        self.counts = self.index.counts(len(self.classes))
+        self.task = self.index.task  # one track per run (ImageIndex.concat)
+        if self.val_index is not None:
+            tasks.one_task({"the training sources": self.task, "the validation sources": self.val_index.task},
+                           "training and validation")
+        if self.task is tasks.EXPR:
+            # 7 classes (the static sets: six basic expressions + neutral) unless a source has Other
+            self.classes = list(CLASSES if (self.index.label == 7).any() else CLASSES[:7])
+            self.counts = self.index.counts(len(self.classes))
+        else:  # VA: (valence, arousal); AU: the 12 AUs, counted as positive frames
+            self.classes = list(self.task.columns)
+            rows = self.index.target[self.task.valid(self.index.target)]
+            self.counts = (rows == 1).sum(axis=0).astype(np.int64) if self.task is tasks.AU else np.zeros(2, np.int64)
         self.weights = None
         self.unreadable = 0
 
@@ -255,7 +266,11 @@ class FinetuneJob(engine.Job):
                 self.head_note = f"head of {self.base} kept ({len(self.classes)} classes)"
             else:
                 self.head_note = f"head rebuilt: {len(head[2])} classes -> {len(self.classes)}"
-        w = class_weights(self.counts, opts.class_weights, opts.beta)
+        if self.task is not tasks.EXPR and opts.balanced_sampling:
+            raise AbawError("--balanced-sampling draws the EXPR classes evenly; it has no meaning for VA or AU labels")
+        w = class_weights(self.counts, opts.class_weights, opts.beta) if self.task is tasks.EXPR else None
+        if self.task is tasks.AU and opts.class_weights != "none":  # negatives / positives per AU, capped at 10
+            w = loss.au_pos_weights(self.counts, int(self.task.valid(self.index.target).sum()))
         self.weights = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
         self.dataset = ImageDataset(self.index, spec)
         if rank == 0:
@@ -295,7 +310,8 @@ class FinetuneJob(engine.Job):
 
     def batches(self, index_lists, device):
         for pixels, labels, ok, items in loader(self.dataset, index_lists, self.opts.workers, device):
-            labels = torch.where(ok, labels, torch.full_like(labels, -1))
+            gone = ok if labels.dim() == 1 else ok[:, None]  # an unreadable image: its target is invalid
+            labels = torch.where(gone, labels, torch.full_like(labels, self.task.invalid))
             yield {"pixels": pixels.to(device, non_blocking=True), "labels": labels.to(device), "ok": ok,
                    "items": items}
 
@@ -310,6 +326,12 @@ class FinetuneJob(engine.Job):
         x = augment(batch["pixels"], torch.Generator().manual_seed(seed), self.opts)
         logits = net(visual.normalize(x, self.spec))
         labels = batch["labels"]
+        if self.task is tasks.VA:  # the head's outputs through tanh: values in [-1, 1], 1 - CCC
+            valid = int(((labels >= -1) & (labels <= 1)).all(dim=1).sum())
+            return loss.ccc_loss(torch.tanh(logits.float()), labels) * max(valid, 1), valid
+        if self.task is tasks.AU:
+            valid = int((labels >= 0).all(dim=1).sum())
+            return loss.au_loss(logits, labels, self.weights) * max(valid, 1), valid
         valid = int((labels >= 0).sum())
         if self.opts.loss == "focal":
             return loss.focal_loss(logits, labels, self.opts.gamma, self.weights) * max(valid, 1), valid
@@ -328,11 +350,11 @@ class FinetuneJob(engine.Job):
         for pixels, _, ok, _ in loader(data, lists, self.opts.workers, device):
             with runtime.autocast(device, autocast_dtype):
                 logits = model(visual.normalize(pixels.to(device), self.spec)).float()
-            logits = visual.head_logits(logits, columns)
+            logits = visual.head_outputs(logits, columns, self.task)
             logits[~ok.to(device)] = float("nan")  # an unreadable jpg is a frame without a face
             out.append(logits.cpu().numpy())
         model.train(was)
-        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.task.outputs), np.float32)
 
     def validate(self, model, device, autocast_dtype):
         if self.val_index is None:
@@ -344,11 +366,17 @@ class FinetuneJob(engine.Job):
             how = ("scored with the nearest face frame's prediction" if self.val_index.videos
                    else "left out of the score")
             self.log(f"warning: {bad} validation image(s) of {len(self.val_index)} unreadable: {how}")
+        if self.task is not tasks.EXPR:
+            return score_affwild2_task(logits, self.val_index, self.task)
         if self.val_index.videos:
             return score_affwild2(logits, self.val_index, self.prior())
         return score_images(logits, self.val_index)
 
     def prior(self):
+        """EXPR: the training class prior (what a video without any face gets); VA / AU: the
+        outputs such a video gets (visual.fallback_outputs)."""
+        if self.task is not tasks.EXPR:
+            return visual.fallback_outputs(self.task)
         return (self.counts + 1) / (self.counts + 1).sum()
 
     def fingerprint(self):
@@ -358,6 +386,8 @@ class FinetuneJob(engine.Job):
                 continue
             for part in (index.root, index.rel, index.label, index.box):
                 h.update(part.tobytes())
+            if index.target is not None:
+                h.update(index.target.tobytes())
             h.update(b"|".join(map(os.fsencode, index.roots)))
             # the image folders themselves (size and time: a file added, removed or replaced)
             h.update(engine.file_signature(index.roots).encode())
@@ -366,6 +396,10 @@ class FinetuneJob(engine.Job):
         return h.hexdigest()
 
     def summary(self):
+        if self.task is not tasks.EXPR:
+            return {"task": self.task.name, "classes": self.classes, "au_positives" if self.task is tasks.AU
+                    else "va": self.counts.tolist(), "weights": None if self.weights is None else
+                    self.weights.cpu().tolist(), "unreadable_images_skipped": self.unreadable}
         return {"classes": self.classes, "class_counts": self.counts.tolist(),
                 "class_weights": None if self.weights is None else self.weights.cpu().tolist(),
                 "unreadable_images_skipped": self.unreadable}
@@ -383,6 +417,20 @@ def score_affwild2(logits, index, prior):
         rows[index.frame[mine]] = logits[mine]
         pairs.append((vid, visual.fill_nearest(rows, fallback).argmax(axis=1), labels))
     return scoring.score(pairs)
+
+
+def score_affwild2_task(outputs, index, task):
+    """VA / AU validation as the challenge scores it, exactly `extract-visual --logits | score`:
+    a frame without a jpg takes the nearest face frame's outputs, a video without any face the
+    fallback (VA 0, 0; AU no AU); then the track's prediction and metric, frames pooled."""
+    fallback = visual.fallback_outputs(task)
+    pairs = []
+    for v, (vid, labels) in enumerate(index.videos):
+        rows = np.full((len(labels), task.outputs), np.nan, np.float32)
+        mine = index.video == v
+        rows[index.frame[mine]] = outputs[mine]
+        pairs.append((vid, tasks.predict(task, visual.fill_nearest(rows, fallback)), labels))
+    return scoring.score_task(task, pairs)
 
 
 def score_images(logits, index):
@@ -413,7 +461,9 @@ def save_finetuned(out_dir, model, spec, base, classes, prior, record, inputs=()
         head = {"weight": model.head.weight.detach().cpu().contiguous(),
                 "bias": model.head.bias.detach().cpu().contiguous()}
         save_file(head, os.path.join(tmp, visual.HEAD_FILE),
-                  metadata={"abaw.classes": json.dumps(classes), "abaw.prior": json.dumps([float(p) for p in prior])})
+                  metadata={"abaw.classes": json.dumps(classes), "abaw.prior": json.dumps([float(p) for p in prior]),
+                            **({} if visual.head_task(classes).name == "expr" else
+                               {"abaw.task": visual.head_task(classes).name})})
         with open(os.path.join(tmp, "finetune.json"), "w") as fh:
             json.dump(record, fh, indent=2, sort_keys=True)
 

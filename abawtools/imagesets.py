@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from abawtools import CLASSES, formats, frames
+from abawtools import CLASSES, formats, frames, tasks
 from abawtools.errors import AbawError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what cv2.imread reads
@@ -52,7 +52,7 @@ class ImageIndex:
     """
 
     def __init__(self, name, roots, root, rel, label, box=None, video=None, frame=None, dropped=None,
-                 videos=None, warnings=None):
+                 videos=None, warnings=None, task=None, target=None):
         n = len(label)
         self.name = name
         self.roots = list(roots)
@@ -68,6 +68,9 @@ class ImageIndex:
         self.videos = list(videos or [])  # (id, label array) per Aff-Wild2 video, for validation
         self.dropped = Counter(dropped or {})
         self.warnings = list(warnings or [])  # what changes what is trained on, said by name
+        # the track (abawtools.tasks): EXPR labels in `label`; VA / AU rows (n, 2 | 12) in `target`
+        self.task = task or tasks.EXPR
+        self.target = None if target is None else np.asarray(target, np.float32).reshape(n, self.task.outputs)
 
     def __len__(self):
         return len(self.label)
@@ -96,10 +99,12 @@ class ImageIndex:
         dropped = Counter()
         for p in parts:
             dropped.update({f"{p.name}: {k}": v for k, v in p.dropped.items()})
+        task = tasks.one_task({p.name: p.task for p in parts}, "the sources")
+        target = np.concatenate([p.target for p in parts]) if task is not tasks.EXPR else None
         return cls(name, roots, np.concatenate(root), np.concatenate([p.rel for p in parts]),
                    np.concatenate([p.label for p in parts]), np.concatenate([p.box for p in parts]),
                    np.concatenate(video), np.concatenate([p.frame for p in parts]), dropped, videos,
-                   [w for p in parts for w in p.warnings])
+                   [w for p in parts for w in p.warnings], task, target)
 
 
 def _require(path, what):
@@ -372,7 +377,8 @@ def shared(parts, val_parts):
 def affwild2(cropped, label_dir, every=1, validation=False):
     """--affwild2 CROPPED_ALIGNED LABEL_DIR: every labelled frame that has a jpg.
 
-    LABEL_DIR/ID.txt is one EXPR label per video frame; frame t is CROPPED_ALIGNED/ID/%05d.jpg
+    LABEL_DIR/ID.txt is one annotation line per video frame, of any track (EXPR labels; VA and
+    AU rows go to the index's `target`, one track per run); frame t is CROPPED_ALIGNED/ID/%05d.jpg
     (t + 1). Frames labelled -1 and frames with no jpg (no face found) are counted and left out;
     `every` keeps every N-th of a video's remaining frames (neighbours are near duplicates).
     `validation`: keep every frame that has a jpg, labelled or not, as `extract-visual --logits`
@@ -382,15 +388,15 @@ def affwild2(cropped, label_dir, every=1, validation=False):
     _require(label_dir, "label folder")
     files = sorted(f for f in os.listdir(label_dir) if f.endswith(".txt"))
     if not files:
-        raise AbawError(f"{label_dir}: no EXPR label files (ID.txt)")
+        raise AbawError(f"{label_dir}: no label files (ID.txt)")
     roots, root, rel, label, video, frame, videos, dropped = [], [], [], [], [], [], [], Counter()
-    warnings = []
+    warnings, target, named = [], [], {}
     for name in files:
         vid = name[:-4]
         task, labels = formats.read_annotation(os.path.join(label_dir, name))
-        if task.name != "expr":
-            raise AbawError(f"{os.path.join(label_dir, name)}: {task.title} labels; finetune --affwild2 / --val "
-                            "fine-tune on EXPR labels (VA and AU backbone fine-tuning is not built yet)")
+        named[os.path.join(label_dir, name)] = task
+        task = tasks.one_task(named, label_dir)
+        annotated = task.valid(labels)
         folder = os.path.join(cropped, vid)
         present = np.zeros(len(labels), bool)
         names = {}
@@ -409,22 +415,27 @@ def affwild2(cropped, label_dir, every=1, validation=False):
             dropped["video without a cropped_aligned folder"] += 1
         if validation:  # every jpg is predicted; a labelled frame without one is still scored
             dropped["labelled frame without a jpg (takes the nearest face frame's prediction)"] += \
-                int(((labels >= 0) & ~present).sum())
+                int((annotated & ~present).sum())
         else:
-            dropped["label -1"] += int((labels < 0).sum())
-            dropped["labelled frame without a jpg"] += int(((labels >= 0) & ~present).sum())
-        keep = np.flatnonzero(present if validation else (labels >= 0) & present)
+            dropped[f"label {task.invalid:g}"] += int((~annotated).sum())
+            dropped["labelled frame without a jpg"] += int((annotated & ~present).sum())
+        keep = np.flatnonzero(present if validation else annotated & present)
         if every > 1:
             dropped[f"--every {every}"] += len(keep) - len(keep[::every])
             keep = keep[::every]
         roots.append(folder)
         root.append(np.full(len(keep), len(roots) - 1, np.int32))
         rel.append(np.array([os.fsencode(names[t]) for t in keep.tolist()], dtype=np.bytes_).reshape(len(keep)))
-        label.append(labels[keep])
+        if task is tasks.EXPR:
+            label.append(labels[keep])
+        else:  # VA / AU: the rows go to `target`; label 0 is a placeholder the loss never reads
+            label.append(np.zeros(len(keep), np.int64))
+            target.append(labels[keep].astype(np.float32))
         video.append(np.full(len(keep), len(videos), np.int32))
         frame.append(keep.astype(np.int32))
         videos.append((vid, labels))
     index = ImageIndex(f"Aff-Wild2 {label_dir}", roots, np.concatenate(root), np.concatenate(rel),
                        np.concatenate(label), video=np.concatenate(video), frame=np.concatenate(frame),
-                       dropped={k: v for k, v in dropped.items() if v}, videos=videos, warnings=warnings)
+                       dropped={k: v for k, v in dropped.items() if v}, videos=videos, warnings=warnings,
+                       task=task, target=np.concatenate(target) if target else None)
     return _empty_check(index, f"--affwild2 {cropped} {label_dir}")

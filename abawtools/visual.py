@@ -79,11 +79,38 @@ def read_head(folder):
         prior = json.loads(meta.get("abaw.prior", "null")) or [1.0 / len(classes)] * len(classes)
     except Exception as exc:
         raise AbawError(f"{path}: not a readable classifier head ({str(exc).splitlines()[0]})") from None
-    unknown = [c for c in classes if c not in CLASSES]
-    if unknown or weight.shape[0] != len(classes):
+    if head_task(classes) is None or weight.shape[0] != len(classes):
         raise AbawError(f"{path}: head classes {classes} do not match its {weight.shape[0]} outputs "
-                        f"or the ABAW classes")
+                        f"or an ABAW track (the EXPR classes, valence/arousal, the 12 AUs)")
     return weight, bias, classes, prior
+
+
+def head_task(classes):
+    """The track of a head by its outputs' names: EXPR classes (any subset, e.g. the 7 static
+    ones), exactly (valence, arousal), or exactly the 12 AUs; None for anything else."""
+    from abawtools import tasks
+
+    if all(c in CLASSES for c in classes):
+        return tasks.EXPR
+    for task in (tasks.VA, tasks.AU):
+        if list(classes) == list(task.columns):
+            return task
+    return None
+
+
+def head_outputs(outputs, columns, task):
+    """A head's raw outputs as the track's per-frame outputs: EXPR (N, 8) logits in ABAW order
+    (head_logits), VA values through tanh (what it was trained through), AU logits as they are."""
+    import torch
+
+    if task.name == "expr":
+        return head_logits(outputs, columns)
+    return torch.tanh(outputs) if task.name == "va" else outputs
+
+
+def fallback_outputs(task):
+    """What a video without any face gets from a VA / AU head: VA (0, 0), AU logits of -10 (no AU)."""
+    return np.zeros(2) if task.name == "va" else np.full(task.outputs, -10.0)
 
 
 class HFImageExtractor:
@@ -111,7 +138,8 @@ class HFImageExtractor:
                 raise AbawError(f"--logits needs a model folder written by abaw finetune; {name} has no {HEAD_FILE}")
             weight, bias, classes, prior = head
             self.head = (weight.to(self.device, torch.float32), bias.to(self.device, torch.float32))
-            self.columns = [CLASSES.index(c) for c in classes]
+            self.task = head_task(classes)
+            self.columns = [CLASSES.index(c) for c in classes] if self.task.name == "expr" else list(range(len(classes)))
             self.prior = np.asarray(prior, np.float64)
 
     def __call__(self, crops):
@@ -126,7 +154,7 @@ class HFImageExtractor:
             feats = pooled_features(self.model, x).float()
             runtime.finite_output(feats, self.name, "faces", self.dtype)
             if self.head is not None:
-                feats = head_logits(feats @ self.head[0].T + self.head[1], self.columns)
+                feats = head_outputs(feats @ self.head[0].T + self.head[1], self.columns, self.task)
         feats = feats.cpu().numpy()
         self.dim = feats.shape[1]
         return feats
@@ -138,7 +166,10 @@ class HFImageExtractor:
 
     def fill_missing(self, out):
         """--logits: a frame without a face takes the nearest face frame's logits (the earlier one
-        on a tie); a video without any face, the log of the training class prior. Never NaN."""
+        on a tie); a video without any face, the log of the training class prior (VA / AU: the
+        fallback_outputs). Never NaN."""
+        if self.task.name != "expr":
+            return fill_nearest(out, fallback_outputs(self.task))
         return fill_nearest(out, prior_logits(self.prior, self.columns))
 
 

@@ -195,3 +195,41 @@ def test_au_thresholds_tuned_then_applied_by_smooth(tmp_path):
     applied = formats.read_labels(str(tmp_path / "a.txt"))
     t = np.array([record["thresholds"][n] for n in tasks.AU_NAMES])
     np.testing.assert_array_equal(applied, (1 / (1 + np.exp(-logits.astype(np.float32))) >= t - 1e-6).astype(int))
+
+
+@pytest.mark.parametrize("name", ["va", "au"])
+def test_finetune_stage_two_on_va_and_au_labels(tmp_path, name):
+    """finetune --affwild2 with VA / AU label folders: a regression head (1 - CCC) or 12 sigmoid
+    outputs (BCE), validated by the track's metric; extract-visual --logits then writes (T, 2) /
+    (T, 12), and `score` on them gives exactly the best validation score finetune stored."""
+    import imagedata
+    from affwild2tree import va_au_labels
+
+    rng = np.random.default_rng(6)
+    cropped, expr = imagedata.affwild2(str(tmp_path / "aw"), ["a", "b", "c"], rng, (40, 60))
+    _, expr_val = imagedata.affwild2(str(tmp_path / "aw"), ["d", "e"], rng, (40, 60), "Validation_Set")
+    task = tasks.TASKS[name]
+    dirs = {}
+    for split, src in (("train", expr), ("val", expr_val)):
+        dirs[split] = tmp_path / name / split
+        dirs[split].mkdir(parents=True)
+        for f in os.listdir(src):
+            labels = formats.read_labels(os.path.join(src, f))
+            va, au = va_au_labels(np.maximum(labels, 0), labels < 0, np.random.default_rng(len(labels)))
+            formats.write_labels(str(dirs[split] / f), va if name == "va" else au, task)
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    result = invoke("finetune", "--model", beit, "--affwild2", cropped, dirs["train"], "--val", cropped, dirs["val"],
+                    "-o", tmp_path / "ft", "--epochs", "3", "--lr", "2e-3", "--batch-size", "16", "--accumulate", "1",
+                    "--workers", "0", "--head-lr-mult", "1")
+    assert ("val mean CCC" if name == "va" else "val mean AU F1") in result.stderr
+    record = json.load(open(tmp_path / "ft" / "finetune.json"))
+    assert record["classes"] == list(task.columns) and record["training"]["task"] == name
+    best = record["training"]["best"]["val_score"]
+    vids = sorted(f[:-4] for f in os.listdir(dirs["val"]))
+    invoke("extract-visual", *[os.path.join(cropped, v) for v in vids], "--no-detect", "--model", tmp_path / "ft",
+           "--logits", "--like-dir", dirs["val"], "-o", f"{tmp_path / 'out'}/")
+    out = np.load(tmp_path / "out" / f"{vids[0]}.npy")
+    assert out.shape == (len(formats.read_labels(str(dirs["val"] / f"{vids[0]}.txt"))), task.outputs)
+    assert np.isfinite(out).all() and (name != "va" or np.abs(out).max() <= 1)
+    scored = json.loads(invoke("score", "--pred-dir", tmp_path / "out", "--label-dir", dirs["val"]).stdout)
+    assert scored["task"] == name and scored["score"] == pytest.approx(best, abs=1e-6)

@@ -25,7 +25,8 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
               help="AffectNet: DIR/training.csv, images in DIR/Manually_Annotated_Images/ (expressions 0-6).")
 @click.option("--affectnet-precropped", is_flag=True, help="AffectNet images are face crops already: no face box.")
 @click.option("--affwild2", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
-              metavar="CROPPED_ALIGNED LABEL_DIR", help="Aff-Wild2 frames with their EXPR labels (8 classes).")
+              metavar="CROPPED_ALIGNED LABEL_DIR", help="Aff-Wild2 frames with their labels: EXPR (8 classes), or "
+              "VA / AU (a regression head trained with 1 - CCC, or 12 sigmoid outputs with BCE): the header says.")
 @click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
               help="Aff-Wild2: keep every N-th labelled frame of a video.")
 @click.option("--val", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
@@ -145,20 +146,26 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
         sys.exit(EXIT_PREEMPTED)
     if rank != 0:
         return
-    log("class counts: " + ", ".join(f"{c}={n}" for c, n in zip(job.classes, job.counts)))
+    if job.task.name != "va":
+        log(("class counts: " if job.task.name == "expr" else "positive frames per AU: ")
+            + ", ".join(f"{c}={n}" for c, n in zip(job.classes, job.counts)))
     record = {
         "base_model": base,
         "classes": job.classes,
         "sources": [{"name": p.name, "role": role, "images": len(p),
-                     "class_counts": dict(zip(CLASSES, map(int, p.counts()))), "left_out": dict(p.dropped)}
+                     "class_counts": dict(zip(CLASSES, map(int, p.counts()))) if p.task.name == "expr" else {},
+                     "task": p.task.name, "left_out": dict(p.dropped)}
                     for p, role in roles],
         "training": summary,
     }
     prior = job.prior()
     save_finetuned(output, model, job.spec, base, job.classes, np.asarray(prior), record, inputs)
     best = summary["best"]
-    log(f"wrote {output}/" + (f" (best epoch {best['epoch']}, val macro F1 {best['val_macro_f1']:.4f}, "
-                              f"accuracy {best['val_accuracy']:.4f})" if best else ""))
+    from abawtools.engine import score_name, val_score
+
+    log(f"wrote {output}/" + (f" (best epoch {best['epoch']}, val {score_name(best)} {val_score(best):.4f}"
+                              + (f", accuracy {best['val_accuracy']:.4f})" if "val_accuracy" in best else ")")
+                              if best else ""))
 
 
 def _check_image_size(base, image_size):
@@ -195,7 +202,8 @@ def _sources(images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropp
         log(f"warning: validation shares {len(overlap)} video(s) or image(s) with training ({few(overlap, 3)}): "
             "the validation score is not held out")
     for part, role in [(p, "train") for p in parts] + [(p, "val") for p in val_parts]:
-        kept = ", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n)
+        kept = (", ".join(f"{c}={n}" for c, n in zip(CLASSES, part.counts()) if n) if part.task.name == "expr"
+                else part.task.title)
         dropped = ""
         if part.dropped:  # a val source leaves nothing out: its notes are how frames are scored
             dropped = ("; left out: " if role == "train" else "; ") + ", ".join(
