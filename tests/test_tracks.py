@@ -233,3 +233,20 @@ def test_finetune_stage_two_on_va_and_au_labels(tmp_path, name):
     assert np.isfinite(out).all() and (name != "va" or np.abs(out).max() <= 1)
     scored = json.loads(invoke("score", "--pred-dir", tmp_path / "out", "--label-dir", dirs["val"]).stdout)
     assert scored["task"] == name and scored["score"] == pytest.approx(best, abs=1e-6)
+
+
+def test_an_ensemble_of_two_tracks_is_refused(tmp_path, run):
+    rng = np.random.default_rng(8)
+    paths = {}
+    for name in ("va", "au"):
+        d = make_track_set(tmp_path / name, tasks.TASKS[name], rng, n_videos=2, t_range=(70, 90))
+        invoke("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
+               "-W", "32", "-o", tmp_path / f"{name}.csv")
+        paths[name] = tmp_path / f"{name}.safetensors"
+        invoke("train", tmp_path / f"{name}.csv", "-o", paths[name], "--epochs", "1", "--d-model", "16", "--layers",
+               "1", "--heads", "2")
+    v = tmp_path / "va"
+    result = run(["infer", "-m", paths["va"], "-m", paths["au"], "--visual", v / "visual" / "v0.npy", "--audio",
+                  v / "audio" / "v0.npy", "-o", tmp_path / "o.npy"])
+    assert result.exit_code == 1 and "an ensemble averages models of one track" in result.stderr
+    assert not (tmp_path / "o.npy").exists()

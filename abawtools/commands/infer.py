@@ -74,6 +74,9 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
     models = [load_model(p, dev)[0] for p in model_paths]
     model = models[0]
     for p, m in zip(model_paths[1:], models[1:]):
+        if m.cfg.task != model.cfg.task:
+            raise AbawError(f"{p} is a {m.cfg.task.upper()} model, {model_paths[0]} a {model.cfg.task.upper()} one: "
+                            "an ensemble averages models of one track")
         if (m.cfg.visual_dim, m.cfg.audio_dim) != (model.cfg.visual_dim, model.cfg.audio_dim):
             raise AbawError(f"{p}: ensemble member expects features of {m.cfg.visual_dim} + {m.cfg.audio_dim} dims, "
                             f"{model_paths[0]} {model.cfg.visual_dim} + {model.cfg.audio_dim}")
