@@ -1,4 +1,5 @@
-"""File formats shared by every command (see DESIGN.md): NPY, EXPR label files, the submission CSV.
+"""File formats shared by every command: NPY, annotation files of the three tracks, atomic outputs
+(the submission CSV: abawtools.submission).
 
 Everything that writes goes through `atomic_output`: a temporary file in the target's folder that
 is renamed into place only when the writer finished, so a killed job never leaves a half file.
@@ -20,7 +21,6 @@ from abawtools.errors import AbawError
 LABEL_HEADER = ",".join(CLASSES)
 SUBMISSION_HEADER = "image_location," + LABEL_HEADER
 NPY_MAGIC = b"\x93NUMPY"
-_FRAME_RE = re.compile(r"^(?P<video>.+)/(?P<frame>\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------- paths
@@ -422,59 +422,6 @@ def read_predictions(path):
     return read_prediction(path)[1]
 
 
-# -------------------------------------------------------------------------------- submission
-def _parse_image_location(location, name, lineno):
-    m = _FRAME_RE.match(location.strip())
-    if not m:
-        raise AbawError(f"{name}:{lineno}: expected 'VIDEO/00001.jpg', got '{location[:60]}'")
-    if int(m.group("frame")) < 1:
-        raise AbawError(f"{name}:{lineno}: frame numbers start at 00001, got '{location[:60]}'")
-    return m.group("video"), int(m.group("frame"))
-
-
-def submission_task(path, lines=None):
-    """The task of a submission-layout CSV (the organisers' template or a submission) from its
-    header, `image_location,` + the task's annotation header."""
-    from abawtools import tasks
-
-    name = "stdin" if path == "-" else path
-    if lines is None:
-        lines = decode_text(_read_bytes(path)).splitlines()
-    first = lines[0] if lines else ""
-    key = first.lstrip("\ufeff").replace(" ", "").lower()
-    for task in tasks.TASKS.values():
-        if key == task.submission_header.lower():
-            return task
-    raise AbawError(f"{name}:1: expected header '{SUBMISSION_HEADER}' (EXPR), '{tasks.VA.submission_header}' (VA) "
-                    f"or '{tasks.AU.submission_header}' (AU), got '{first[:80]}'")
-
-
-def _submission_rows(path):
-    """Yield (lineno, video, frame_number, label_or_None, location) from a submission-layout CSV
-    of any task; a label is an int (EXPR) or a tuple of values (VA, AU)."""
-    raw = decode_text(_read_bytes(path))
-    name = "stdin" if path == "-" else path
-    lines = raw.splitlines()
-    task = submission_task(path, lines)
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        vid, frame = _parse_image_location(fields[0], name, lineno)
-        label = None
-        values = [f.strip() for f in fields[1:]]
-        if task.name == "expr" and values and values[0]:
-            try:
-                label = int(values[0])
-            except ValueError:
-                raise AbawError(f"{name}:{lineno}: expected an integer label, got '{values[0][:40]}'") from None
-            if not 0 <= label < NUM_CLASSES:
-                raise AbawError(f"{name}:{lineno}: label {label} outside [0, {NUM_CLASSES - 1}]")
-        elif task.name != "expr" and any(values):
-            label = tuple(task.parse([",".join(values)], f"{name} (line {lineno})")[0])
-        yield lineno, vid, frame, label, fields[0].strip()
-
-
 def check_length(vid, what, n, frames):
     """One rule for every command: per-frame data has exactly the annotation's T rows.
 
@@ -483,85 +430,3 @@ def check_length(vid, what, n, frames):
     if n != frames:
         raise AbawError(f"{vid}: {what} has {n} frames, the annotation {frames}: make T the annotation's "
                         f"(extract-visual and align with --like-dir LABEL_DIR)")
-
-
-def template_frames(path):
-    """{video: [frame numbers]} listed in the organisers' template (labels, if any, ignored)."""
-    out = {}
-    for _, vid, frame, _, _ in _submission_rows(path):
-        out.setdefault(vid, []).append(frame)
-    return out
-
-
-def read_submission(path):
-    """{video: labels} with labels[t] = the label of frame t+1; frames not listed are invalid
-    (-1; VA -5). Labels in the layout of the submission's task (submission_task)."""
-    name = "stdin" if path == "-" else path
-    task = submission_task(path)
-    frames, where = {}, {}
-    for lineno, vid, frame, label, _ in _submission_rows(path):
-        if label is None:
-            raise AbawError(f"{name}:{lineno}: missing label")
-        seen = frames.setdefault(vid, {})
-        if frame in seen and seen[frame] != label:
-            raise AbawError(f"{name}:{lineno}: {vid}/{frame:05d}.jpg is labelled {label} here and {seen[frame]} "
-                            f"on line {where[vid, frame]}")
-        seen[frame] = label
-        where[vid, frame] = lineno
-    out = {}
-    width = () if task.name == "expr" else (task.outputs,)
-    for vid, by_frame in frames.items():
-        labels = np.full((max(by_frame),) + width, task.invalid, dtype=task.label_dtype)
-        for frame, label in by_frame.items():
-            labels[frame - 1] = label
-        out[vid] = labels
-    return out
-
-
-def write_submission(path, predictions, template=None, task=None):
-    """Write the ABAW submission CSV from {video: labels} (in `task`'s layout; default EXPR);
-    returns the number of forward-filled rows.
-
-    With `template` (the organisers' example file, of the same task) exactly its rows are
-    written, in its order, as it spells them; a listed frame with no prediction (no face crop,
-    past the end of the logits, an unknown video) takes the previous frame's label of the same
-    video, or the video's first predicted label. Without a template every predicted frame is written.
-    """
-    from abawtools import tasks
-
-    task = task or tasks.EXPR
-    if template is not None:
-        theirs = submission_task(template)
-        if theirs is not task:
-            raise AbawError(f"{template}: a {theirs.name.upper()} template ({theirs.submission_header}), but the "
-                            f"predictions are {task.name.upper()}'s: give the template of their track")
-    filled = 0
-    out = [task.submission_header]
-
-    def line(row):
-        return task.format_rows(np.asarray([row]))[0]
-
-    if template is None:
-        for vid in sorted(predictions):
-            out.extend(f"{vid}/{t + 1:05d}.jpg,{line(v)}" for t, v in enumerate(predictions[vid]))
-    else:
-        last = {}
-        fallback = np.zeros(task.outputs if task.name != "expr" else (), task.label_dtype)
-        for _, vid, frame, _, location in _submission_rows(template):
-            pred = predictions.get(vid)
-            ok = None if pred is None else task.valid(pred)
-            if pred is not None and 0 < frame <= len(pred) and ok[frame - 1]:
-                label = pred[frame - 1]
-            else:
-                filled += 1
-                if vid in last:
-                    label = last[vid]
-                elif pred is not None and ok.any():
-                    label = pred[ok][0]
-                else:
-                    label = fallback
-            last[vid] = label
-            out.append(f"{location},{line(label)}")  # the template's rows as it spells them
-    with atomic_output(path, "wb") as fh:
-        fh.write(("\n".join(out) + "\n").encode())
-    return filled

@@ -12,7 +12,7 @@ import pytest
 from affwild2tree import LABELS, TEMPLATE, make_tree
 from conftest import abaw, invoke, make_feature_set, tool_env
 
-from abawtools import formats
+from abawtools import formats, submission
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -39,7 +39,7 @@ def annotation_lengths(tree):
     for split in ("Train_Set", "Validation_Set"):
         for f in os.listdir(tree / LABELS / split):
             T[f[:-4]] = len(formats.read_labels(str(tree / LABELS / split / f)))
-    for vid, frames in formats.template_frames(str(tree / TEMPLATE)).items():
+    for vid, frames in submission.template_frames(str(tree / TEMPLATE)).items():
         T[vid] = max(frames)
     return T
 
@@ -184,7 +184,7 @@ def test_infer_runs_the_videos_of_every_split_it_is_given(pristine, tmp_path, ru
               "--like-dir", tree / LABELS / "Validation_Set", "--like-template", tree / TEMPLATE]
     assert run([*common, "-o", f"{tmp_path / 'out'}/"]).exit_code == 0
     wanted = sorted([f[:-4] for f in os.listdir(tree / LABELS / "Validation_Set")]
-                    + list(formats.template_frames(str(tree / TEMPLATE))))
+                    + list(submission.template_frames(str(tree / TEMPLATE))))
     assert sorted(f[:-4] for f in os.listdir(tmp_path / "out")) == wanted
     assert all(np.load(tmp_path / "out" / f"{v}.npy").shape == (lengths[v], 8) for v in wanted)
     vid = wanted[0]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import write_label_file
 
-from abawtools import formats
+from abawtools import formats, submission
 from abawtools.errors import AbawError
 
 
@@ -78,11 +78,11 @@ def test_read_predictions_label_file_or_logits(tmp_path, rng):
 def test_submission_roundtrip_and_template_forward_fill(tmp_path):
     preds = {"vidA": np.array([1, 1, 2]), "vidB_left": np.array([5, 6])}
     path = tmp_path / "sub.csv"
-    assert formats.write_submission(str(path), preds) == 0
+    assert submission.write_submission(str(path), preds) == 0
     lines = path.read_text().splitlines()
     assert lines[0] == "image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
     assert lines[1:4] == ["vidA/00001.jpg,1", "vidA/00002.jpg,1", "vidA/00003.jpg,2"]
-    back = formats.read_submission(str(path))
+    back = submission.read_submission(str(path))
     assert set(back) == set(preds)
     for k in preds:
         np.testing.assert_array_equal(back[k], preds[k])
@@ -95,7 +95,7 @@ def test_submission_roundtrip_and_template_forward_fill(tmp_path):
                      "vidB_left/00001.jpg,", "vidB_left/00002.jpg,", "vidC/00001.jpg,"]) + "\n"
     )
     out = tmp_path / "sub2.csv"
-    filled = formats.write_submission(str(out), preds, template=str(template))
+    filled = submission.write_submission(str(out), preds, template=str(template))
     assert filled == 2  # vidA frame 4 and all of vidC
     rows = out.read_text().splitlines()[1:]
     assert rows == ["vidA/00001.jpg,1", "vidA/00002.jpg,1", "vidA/00003.jpg,2", "vidA/00004.jpg,2",
@@ -106,10 +106,10 @@ def test_bad_submission_rows(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text(formats.SUBMISSION_HEADER + "\nvidA/00001.jpg,9\n")
     with pytest.raises(AbawError, match=r"s.csv:2: label 9"):
-        formats.read_submission(str(path))
+        submission.read_submission(str(path))
     path.write_text(formats.SUBMISSION_HEADER + "\nnot-a-frame,1\n")
     with pytest.raises(AbawError, match=r"s.csv:2: expected 'VIDEO/00001.jpg'"):
-        formats.read_submission(str(path))
+        submission.read_submission(str(path))
 
 
 def test_video_ids_and_shared_audio(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import invoke, make_feature_set, write_label_file
 
-from abawtools import CLASSES, formats, frames, imagesets
+from abawtools import CLASSES, formats, frames, imagesets, submission
 from abawtools.errors import AbawError
 
 BOM = "\ufeff"
@@ -67,7 +67,7 @@ def test_labels_templates_and_manifests_with_a_bom_and_crlf(tmp_path, rng):
     template.write_text("image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n"
                         "a/00001.jpg,\na/00002.jpg,\n")
     _windows(template)
-    assert formats.template_frames(str(template)) == {"a": [1, 2]}
+    assert submission.template_frames(str(template)) == {"a": [1, 2]}
 
 
 # ------------------------------------------------------------------ the cropped_aligned layout

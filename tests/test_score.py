@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import abaw, write_label_file
 
-from abawtools import CLASSES, formats
+from abawtools import CLASSES, submission
 
 
 def reference_scores(truths, preds):
@@ -81,7 +81,7 @@ def test_pair_submission_and_table(run, tmp_path, rng):
     assert json.loads(res.stdout)["macro_f1"] == pytest.approx(reference_scores(truths[:1], preds[:1])[0])
 
     sub = tmp_path / "sub.csv"
-    formats.write_submission(str(sub), {f"vid{i}": p for i, p in enumerate(preds)})
+    submission.write_submission(str(sub), {f"vid{i}": p for i, p in enumerate(preds)})
     res = run(["score", "--submission", sub, "--label-dir", label_dir, "--format", "table"])
     assert res.exit_code == 0, res.stderr
     macro = reference_scores(truths, preds)[0]

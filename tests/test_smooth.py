@@ -5,7 +5,7 @@ import pytest
 from conftest import abaw
 from scipy import ndimage
 
-from abawtools import smoothing
+from abawtools import smoothing, submission
 
 
 @pytest.mark.parametrize("k", [1, 3, 11, 31])
@@ -158,7 +158,7 @@ def test_cli_submission_with_template_then_scored(run, tmp_path, rng):
     # logits shorter than the template's video: another T was used, and it is said by name
     assert "the logits of 1 video(s) end before the template's last listed frame" in res.stderr
     assert "7 (2); T is the template's" in res.stderr and "10-60_left" not in res.stderr
-    sub = formats.read_submission(str(tmp_path / "sub.csv"))
+    sub = submission.read_submission(str(tmp_path / "sub.csv"))
     expected = ndimage.median_filter(logits["7"], size=(3, 1), mode="nearest").argmax(1)
     np.testing.assert_array_equal(sub["7"][:15], expected)
     assert sub["7"][15] == sub["7"][16] == expected[-1]  # forward-filled

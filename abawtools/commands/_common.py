@@ -255,9 +255,10 @@ class Lengths:
         self.like_dirs = list(like_dirs)
         self.listed = {}  # video -> the last frame a template lists, in the templates' (sorted) order
         for template in templates:
-            from abawtools import formats
 
-            for vid, numbers in sorted(formats.template_frames(template).items()):
+            from abawtools import submission
+
+            for vid, numbers in sorted(submission.template_frames(template).items()):
                 self.listed.setdefault(vid, max(numbers))
         self.sources = sources
 

@@ -166,8 +166,10 @@ def _load_submission(submission, label_dir, named):
     from abawtools import formats
 
     labels = _label_files(label_dir)
-    sub = formats.read_submission(submission)
-    named[submission] = formats.submission_task(submission)
+    from abawtools import submission as submissions
+
+    sub = submissions.read_submission(submission)
+    named[submission] = submissions.submission_task(submission)
     common = sorted(set(sub) & set(labels))
     if not common:
         raise AbawError(f"no video of {submission} has a label file in {label_dir}")

@@ -49,7 +49,7 @@ def cli(inputs, output, kernel, method, fmt, thresholds, allow_missing, template
     """
     import numpy as np
 
-    from abawtools import formats, smoothing, tasks
+    from abawtools import formats, smoothing, submission, tasks
 
     try:
         if kernel is not None:
@@ -83,7 +83,7 @@ def cli(inputs, output, kernel, method, fmt, thresholds, allow_missing, template
             vid = formats.video_id(path) if path != "-" else "stdin"
             task, predictions[vid], _ = smoothed(path, named)
         if template:
-            listed = formats.template_frames(template)
+            listed = submission.template_frames(template)
             # a whole video of Neutral is a silent loss: name such videos, and refuse unless asked
             missing = sorted(set(listed) - set(predictions))
             if missing:
@@ -101,7 +101,7 @@ def cli(inputs, output, kernel, method, fmt, thresholds, allow_missing, template
                 _common.log(f"warning: the logits of {len(short)} video(s) end before the template's last listed "
                             f"frame, those frames take the last label: {names}; T is the template's "
                             "(infer --like-template)")
-        filled = formats.write_submission(output or "-", predictions, template, task)
+        filled = submission.write_submission(output or "-", predictions, template, task)
         if template:
             _common.log(f"submission: {filled} listed frame(s) had no prediction of their own and took the "
                         "previous frame's label (frames without a face crop, past the logits' end)")
