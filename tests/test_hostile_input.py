@@ -393,3 +393,16 @@ def test_a_model_without_a_preprocessor_config_says_what_it_assumes(tmp_path, ru
     result = run(["extract-visual", tmp_path / "v", "--no-detect", "--model", beit, "-o", tmp_path / "v.npy"])
     assert result.exit_code == 0, result.stderr
     assert "no preprocessor_config.json; assuming ImageNet mean/std" in result.stderr
+
+
+def test_a_ferplus_vote_that_is_not_a_count_names_the_line(tmp_path, run):
+    rng = np.random.default_rng(0)
+    fer = imagedata.ferplus(str(tmp_path / "fer"), 7, rng)
+    path = os.path.join(fer, "FER2013Train", "label.csv")
+    rows = list(csv.reader(open(path)))
+    rows[3][4] = "nan"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"), "beit")
+    line = _error(run(["finetune", "--model", beit, "--ferplus", fer, "-o", tmp_path / "m"]), "label.csv:4:")
+    assert "vote counts" in line and "rerun with --debug" not in line
