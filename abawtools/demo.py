@@ -81,7 +81,7 @@ def write_crops(folder, labels, faceless, overlays):
         cv2.imwrite(os.path.join(folder, f"{t + 1:05d}.jpg"), small[labels[t]])
 
 
-def write_clip(path, labels, faceless, face, rng, with_audio=True, crops_dir=None):
+def write_clip(path, labels, faceless, face, rng, with_audio=True, crops_dir=None, lossless=False):
     """A demo clip: the face (with its class overlay) moving, a class tone; returns the frame count.
 
     `crops_dir`: also write each face frame's crop as crops_dir/%05d.jpg (frame t -> t + 1), 112x112,
@@ -107,16 +107,20 @@ def write_clip(path, labels, faceless, face, rng, with_audio=True, crops_dir=Non
         spf = RATE // FPS
         freq = np.repeat(220.0 * 2 ** (np.asarray(labels) / 4.0), spf)  # class c: 220 Hz x 2^(c/4)
         wav = 0.3 * np.sin(2 * np.pi * np.cumsum(freq) / RATE) + 0.02 * rng.normal(size=len(freq))
-    write_media(path, frames(), SIZE, wav)
+    write_media(path, frames(), SIZE, wav, lossless=lossless)
     return T
 
 
-def write_media(path, frames, size, wav=None, fps=FPS):
-    """An H.264 mp4 from BGR uint8 frames, with an AAC mono 16 kHz track when `wav` is given (PyAV)."""
+def write_media(path, frames, size, wav=None, fps=FPS, lossless=False):
+    """An H.264 mp4 from BGR uint8 frames, with an AAC mono 16 kHz track when `wav` is given (PyAV).
+
+    `lossless` (qp 0): the decoded frames are the same in every run. Lossy, libx264's output here
+    varied from run to run (decoded pixels up to ~50 apart on identical frames, even with one
+    thread), so the demo writes its clips losslessly to repeat its figures exactly."""
     import av
 
     container = av.open(path, "w")
-    vs = container.add_stream("h264", rate=fps)
+    vs = container.add_stream("h264", rate=fps, options={"qp": "0"} if lossless else {})
     vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
     if wav is not None:
         aus = container.add_stream("aac", rate=RATE)
@@ -151,7 +155,7 @@ def make_dataset(root, n_train=6, n_val=2, seconds=10.0, seed=0, face_path=None,
             vid = f"{split}{i:02d}"
             frames = int(seconds * FPS * rng.uniform(0.8, 1.2))
             labels, faceless, invalid = make_labels(frames, rng)
-            write_clip(os.path.join(vdir, vid + ".mp4"), labels, faceless, face, rng,
+            write_clip(os.path.join(vdir, vid + ".mp4"), labels, faceless, face, rng, lossless=True,
                        crops_dir=os.path.join(root, "cropped_aligned", vid) if crops else None)
             truth = np.where(invalid, -1, labels)
             formats.write_labels(os.path.join(ldir, vid + ".txt"), truth)
