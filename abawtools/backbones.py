@@ -23,6 +23,13 @@ def load_backbone(name, device="cpu", dtype=None):
     return load_pretrained(name, "vision", device, dtype, **overrides)
 
 
+def patch_size(config):
+    """The side of a transformer backbone's patch (the largest, if it has several), 0 for a CNN:
+    the least input side it accepts."""
+    patch = getattr(config, "patch_size", 0) or 0
+    return int(max(patch)) if isinstance(patch, (list, tuple)) else int(patch)
+
+
 def _load_config(name):
     from transformers import AutoConfig
 

@@ -243,10 +243,10 @@ class FinetuneJob(engine.Job):
         backbone = visual.load_backbone(self.base, "cpu", None)
         notes = []
         spec = visual.ImageSpec.from_pretrained(self.base, backbone.config, notes)
-        if opts.image_size and not isinstance(getattr(backbone.config, "patch_size", 0), (list, tuple)) \
-                and opts.image_size < (getattr(backbone.config, "patch_size", 0) or 0):
+        patch = visual.patch_size(backbone.config)  # the command checks it first (exit 2); library callers here
+        if opts.image_size and opts.image_size < patch:
             raise AbawError(f"--image-size {opts.image_size} is smaller than {self.base}'s patch "
-                            f"({backbone.config.patch_size} pixels): give at least {backbone.config.patch_size}")
+                            f"({patch} pixels): give at least {patch}")
         if rank == 0:
             for note in notes:
                 log(f"warning: {note}")
@@ -366,10 +366,10 @@ class FinetuneJob(engine.Job):
             how = ("scored with the nearest face frame's prediction" if self.val_index.videos
                    else "left out of the score")
             self.log(f"warning: {bad} validation image(s) of {len(self.val_index)} unreadable: {how}")
-        if self.task is not tasks.EXPR:
-            return score_affwild2_task(logits, self.val_index, self.task)
         if self.val_index.videos:
-            return score_affwild2(logits, self.val_index, self.prior())
+            prior = self.prior()
+            fallback = visual.prior_logits(prior, range(len(prior))) if self.task is tasks.EXPR else prior
+            return score_affwild2(logits, self.val_index, self.task, fallback)
         return score_images(logits, self.val_index)
 
     def prior(self):
@@ -405,25 +405,11 @@ class FinetuneJob(engine.Job):
                 "unreadable_images_skipped": self.unreadable}
 
 
-def score_affwild2(logits, index, prior):
-    """Pooled macro F1 over every labelled frame of the validation videos, as the challenge scores:
-    a frame without a jpg takes the nearest face frame's prediction (what `extract-visual
-    --logits` writes), a video without any face the class prior."""
-    fallback = visual.prior_logits(prior, range(len(prior)))
-    pairs = []
-    for v, (vid, labels) in enumerate(index.videos):
-        rows = np.full((len(labels), len(CLASSES)), np.nan, np.float32)
-        mine = index.video == v
-        rows[index.frame[mine]] = logits[mine]
-        pairs.append((vid, visual.fill_nearest(rows, fallback).argmax(axis=1), labels))
-    return scoring.score(pairs)
-
-
-def score_affwild2_task(outputs, index, task):
-    """VA / AU validation as the challenge scores it, exactly `extract-visual --logits | score`:
-    a frame without a jpg takes the nearest face frame's outputs, a video without any face the
-    fallback (VA 0, 0; AU no AU); then the track's prediction and metric, frames pooled."""
-    fallback = visual.fallback_outputs(task)
+def score_affwild2(outputs, index, task, fallback):
+    """The challenge's score over every labelled frame of the validation videos, frames pooled,
+    exactly `extract-visual --logits | score`: a frame without a jpg takes the nearest face frame's
+    outputs, a video without any face `fallback` (EXPR: the log class prior; VA 0, 0; AU no AU);
+    then the track's prediction (EXPR argmax) and metric (EXPR macro F1, kept as "macro_f1")."""
     pairs = []
     for v, (vid, labels) in enumerate(index.videos):
         rows = np.full((len(labels), task.outputs), np.nan, np.float32)

@@ -310,15 +310,6 @@ def read_outputs(path, data=None):
     return task, arr
 
 
-def read_logits(path, data=None):
-    """EXPR logits `(T, 8)` as float32, checked for shape and finiteness."""
-    arr = read_npy(path) if data is None else data
-    name = "stdin" if path == "-" else path
-    if arr.ndim != 2 or arr.shape[1] != NUM_CLASSES:
-        raise AbawError(f"{name}: expected logits of shape (T, {NUM_CLASSES}), got {arr.shape}")
-    return read_outputs(path, arr)[1]
-
-
 # ------------------------------------------------------------------------------------ labels
 def parse_annotation(text, name="labels"):
     """(task, labels) of an Aff-Wild2 annotation file of any track, the task named by its header
@@ -335,23 +326,18 @@ def parse_annotation(text, name="labels"):
     if task is None:
         raise AbawError(f"{name}:1: expected header '{LABEL_HEADER}' (EXPR), '{tasks.VA.header}' (VA) or "
                         f"'{tasks.AU.header}' (AU), got '{lines[0][:80]}'")
-    if task is tasks.EXPR:
-        return task, parse_labels(text, name)
-    return task, task.parse([line.strip() for line in lines[1:]], name)
+    body = [line.strip() for line in lines[1:]]
+    return task, _expr_body(body, name) if task is tasks.EXPR else task.parse(body, name)
 
 
 def parse_labels(text, name="labels"):
-    """Parse an Aff-Wild2 annotation: EXPR (the class header, then one integer in [-1, 7] per
-    frame) as (T,) int64; VA and AU files in their own layout (parse_annotation)."""
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise AbawError(f"{name}: empty label file")
-    header = lines[0].lstrip("\ufeff").replace(" ", "").strip()
-    if header.lower() != LABEL_HEADER.lower():
-        return parse_annotation(text, name)[1]
-    body = [line.strip() for line in lines[1:]]
+    """The labels of an Aff-Wild2 annotation: EXPR (the class header, then one integer in
+    [-1, 7] per frame) as (T,) int64; VA and AU files in their own layout (parse_annotation)."""
+    return parse_annotation(text, name)[1]
+
+
+def _expr_body(body, name):
+    """EXPR annotation lines after the header -> (T,) int64, each in [-1, 7]."""
     try:
         labels = np.array(body, dtype=np.str_).astype(np.int64) if body else np.zeros(0, np.int64)
     except (ValueError, OverflowError):

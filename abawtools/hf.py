@@ -64,7 +64,9 @@ def preprocessor_config(name):
             path = None
     if path and os.path.exists(path):
         try:
-            with open(path, encoding="utf-8-sig") as fh:
+            from abawtools.formats import open_text
+
+            with open_text(path) as fh:
                 config = json.load(fh)
         except (OSError, ValueError) as exc:
             from abawtools.errors import AbawError

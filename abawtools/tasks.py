@@ -148,6 +148,11 @@ def predict(task, outputs, thresholds=None):
         return outputs.argmax(axis=1)
     if task.name == "va":
         return np.clip(outputs, -1, 1)
-    t = np.full(task.outputs, 0.5) if thresholds is None else np.asarray(thresholds, np.float64)
-    logit_t = np.log(t / (1 - t))  # sigmoid(x) >= t  <=>  x >= logit(t)
-    return (outputs >= logit_t).astype(np.int64)
+    t = np.full(task.outputs, 0.5) if thresholds is None else thresholds
+    return (outputs >= logit(t)).astype(np.int64)
+
+
+def logit(p):
+    """The logit a threshold p on sigmoid(logit) corresponds to: sigmoid(x) >= p <=> x >= logit(p)."""
+    p = np.asarray(p, np.float64)
+    return np.log(p / (1 - p))

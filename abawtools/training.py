@@ -74,11 +74,7 @@ class WindowSet:
         window covering it (what the loss sees)."""
         positives, frames = np.zeros(tasks.AU.outputs), 0
         for video, starts in self._by_video():
-            T = len(video.labels)
-            cover = np.zeros(T + 1, np.int64)
-            np.add.at(cover, np.minimum(starts, T), 1)
-            np.add.at(cover, np.minimum(np.asarray(starts) + self.window, T), -1)
-            cover = np.cumsum(cover)[:T]
+            cover = windows.coverage(len(video.labels), starts, self.window)
             valid = tasks.AU.valid(video.labels)
             positives += (video.labels[valid] * cover[valid, None]).sum(axis=0)
             frames += int(cover[valid].sum())
@@ -104,11 +100,7 @@ def validate(model, videos, k, device, autocast_dtype=None, task=None):
     pairs = []
     for video in videos:
         outputs = inference.predict_video(model, video, device=device, autocast_dtype=autocast_dtype)
-        if task is tasks.EXPR:
-            pred = smoothing.smooth(outputs, k, "median")[0]
-        else:
-            pred = smoothing.smooth_task(task, outputs, k)[0]
-        pairs.append((video.vid, pred, video.labels))
+        pairs.append((video.vid, smoothing.smooth_task(task, outputs, k)[0], video.labels))
     return scoring.score_task(task, pairs)
 
 

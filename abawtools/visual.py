@@ -18,7 +18,7 @@ import threading
 import numpy as np
 
 from abawtools import CLASSES, NUM_CLASSES
-from abawtools.backbones import _load_config, load_backbone, pooled_features  # noqa: F401
+from abawtools.backbones import _load_config, load_backbone, patch_size, pooled_features  # noqa: F401
 from abawtools.errors import AbawError
 from abawtools.faces import (  # noqa: F401
     ALIGN_TEMPLATE,

@@ -28,10 +28,12 @@ def window_starts(frames, window, stride):
     return starts
 
 
-def valid_fractions(labels, starts, window):
-    """Fraction of each window's real frames (padding excluded) that carry a label (not -1)."""
+def valid_fractions(labels, starts, window, valid=None):
+    """Fraction of each window's real frames (padding excluded) that carry a label: `valid`, a
+    (T,) bool mask (a track's annotated frames, tasks.Task.valid), else labels not -1."""
     labels = np.asarray(labels)
-    c = np.concatenate([[0], np.cumsum(labels >= 0)])
+    valid = labels >= 0 if valid is None else np.asarray(valid, bool)
+    c = np.concatenate([[0], np.cumsum(valid)])
     stops = np.minimum(starts + window, len(labels))
     real = np.maximum(stops - starts, 1)
     return (c[stops] - c[starts]) / real
@@ -41,13 +43,17 @@ def label_counts(labels, starts, window, num_classes):
     """Per-class count of the valid labels in the windows at `starts`, a frame counted once per
     window covering it (what the loss sees, and what the class weights are computed from)."""
     labels = np.asarray(labels)
-    T = len(labels)
-    cover = np.zeros(T + 1, dtype=np.int64)
-    np.add.at(cover, np.minimum(starts, T), 1)
-    np.add.at(cover, np.minimum(np.asarray(starts) + window, T), -1)
-    cover = np.cumsum(cover)[:T]
+    cover = coverage(len(labels), starts, window)
     valid = labels >= 0
     return np.bincount(labels[valid], weights=cover[valid], minlength=num_classes).astype(np.int64)
+
+
+def coverage(frames, starts, window):
+    """(T,) how many of the windows at `starts` cover each frame (the loss sees a frame that often)."""
+    cover = np.zeros(frames + 1, dtype=np.int64)
+    np.add.at(cover, np.minimum(starts, frames), 1)
+    np.add.at(cover, np.minimum(np.asarray(starts) + window, frames), -1)
+    return np.cumsum(cover)[:frames]
 
 
 def cut(array, start, length, fill, dtype=np.float32):

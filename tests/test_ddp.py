@@ -14,16 +14,23 @@ from abawtools.model import load_model
 pytestmark = pytest.mark.slow  # torchrun processes
 
 
-def test_two_processes_match_one(tmp_path):
+def _trained_in_one_process(tmp_path, epochs):
+    """The training flags both tests share, and one.safetensors trained with them in one process.
+
+    Dropout off: the runs then do the same arithmetic, split differently (175 windows / 16: the
+    last batch has 15 windows, one rank gets 7 and the other 8)."""
     make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
     d = tmp_path / "d"
     abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
          "-o", tmp_path / "t.csv")
-    # dropout off: the two runs then do the same arithmetic, split differently (175 windows / 16:
-    # the last batch has 15 windows, one rank gets 7 and the other 8)
-    common = [tmp_path / "t.csv", "--epochs", "3", "--d-model", "32", "--layers", "1", "--heads", "4",
+    common = [tmp_path / "t.csv", "--epochs", str(epochs), "--d-model", "32", "--layers", "1", "--heads", "4",
               "--lr", "2e-3", "--batch-size", "16", "--dropout", "0", "--modality-dropout", "0", "--seed", "1"]
     abaw("train", *common, "-o", tmp_path / "one.safetensors")
+    return common
+
+
+def test_two_processes_match_one(tmp_path):
+    common = _trained_in_one_process(tmp_path, epochs=3)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "abawtools", "train",
@@ -45,13 +52,7 @@ def test_two_torchrun_nodes_on_localhost_match_one_process(tmp_path):
     the first node's address. Two such "nodes" on localhost give the model one process gives."""
     import socket
 
-    make_feature_set(tmp_path / "d", np.random.default_rng(0), n_videos=6)
-    d = tmp_path / "d"
-    abaw("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir", d / "labels",
-         "-o", tmp_path / "t.csv")
-    common = [tmp_path / "t.csv", "--epochs", "2", "--d-model", "32", "--layers", "1", "--heads", "4",
-              "--lr", "2e-3", "--batch-size", "16", "--dropout", "0", "--modality-dropout", "0", "--seed", "1"]
-    abaw("train", *common, "-o", tmp_path / "one.safetensors")
+    common = _trained_in_one_process(tmp_path, epochs=2)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

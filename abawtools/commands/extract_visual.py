@@ -97,10 +97,12 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
         return
+    def vid_of(path, out):  # the output names the video when there is one (videos/ID.mp4 -o visual/ID_left.npy)
+        return formats.video_id(out if out != "-" else path)
+
     if crops_dir:  # every crop folder checked before any work: never an input, never a user's own folder
         for path, out in plan:
-            formats.check_replaceable(os.path.join(crops_dir, formats.video_id(out if out != "-" else path)),
-                                      visual.CROPS_KIND, inputs)
+            formats.check_replaceable(os.path.join(crops_dir, vid_of(path, out)), visual.CROPS_KIND, inputs)
     dev, precision = "cpu", None
     if model != "hog" or (detector == "blazeface" and not no_detect):  # torch runs the model or the detector
         from abawtools.runtime import pick_device, torch_dtype
@@ -112,8 +114,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
                                  min_score=face_score, device=dev, confirm_score=confirm_score)
     for path, out in plan:
-        # the output names the video when there is one (videos/ID.mp4 -o visual/ID_left.npy)
-        vid = formats.video_id(out if out != "-" else path)
+        vid = vid_of(path, out)
         target = lengths(vid)
         side = subject or ("left" if vid.endswith("_left") else "right" if vid.endswith("_right") else "largest")
         source = visual.open_source(path, target)

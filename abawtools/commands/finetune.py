@@ -172,10 +172,9 @@ def _check_image_size(base, image_size):
     """--image-size below the model's patch: a usage error before any image is read (exit 2)."""
     if not image_size:
         return
-    from abawtools.backbones import _load_config
+    from abawtools.backbones import _load_config, patch_size
 
-    patch = getattr(_load_config(base), "patch_size", 0) or 0
-    patch = max(patch) if isinstance(patch, (list, tuple)) else int(patch)
+    patch = patch_size(_load_config(base))
     if image_size < patch:
         raise click.BadParameter(f"{image_size} is smaller than the model's {patch}-pixel patch",
                                  param_hint="--image-size")

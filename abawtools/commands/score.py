@@ -45,7 +45,7 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_threshold
       abaw score --pred-dir va-pred/ --label-dir VA_Estimation_Challenge/Validation_Set --format table
       abaw score --pred-dir au-smoothed/ --label-dir AU_Detection_Challenge/Validation_Set --tune-thresholds th.json
     """
-    from abawtools import formats, scoring  # noqa: F401
+    from abawtools import formats, scoring
 
     modes = [bool(pair), bool(pred_dir), bool(submission)]
     if sum(modes) != 1:
@@ -212,7 +212,7 @@ def _tune(task, pairs, out):
     grid = np.round(np.arange(0.1, 0.91, 0.1), 2)
     chosen, at_half, tuned = {}, {}, {}
     for i, name in enumerate(task.columns):
-        f1s = [scoring.binary_f1(truth[:, i], logits[:, i] >= np.log(g / (1 - g)))[0] for g in grid]
+        f1s = [scoring.binary_f1(truth[:, i], logits[:, i] >= tasks.logit(g))[0] for g in grid]
         best = int(np.argmax(f1s))  # the first of equal F1s: the lowest threshold
         chosen[name], tuned[name], at_half[name] = float(grid[best]), float(f1s[best]), float(f1s[4])
     record = {"thresholds": chosen, "f1_at_0.5": at_half, "f1_tuned": tuned,

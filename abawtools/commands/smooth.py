@@ -132,7 +132,9 @@ def _thresholds(text):
 
     if os.path.exists(text):
         try:
-            with open(text, encoding="utf-8-sig") as fh:
+            from abawtools.formats import open_text
+
+            with open_text(text) as fh:
                 data = json.load(fh)
             data = data.get("thresholds", data)
             values = [float(data[name]) for name in tasks.AU_NAMES]

@@ -70,7 +70,7 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
         for what, path in (("visual features", visual), ("aligned audio", audio)):
             formats.check_length(vid, f"{what} {path}", formats.feature_rows(path), T)
         starts = windows.window_starts(T, window, stride)
-        fractions = windows.valid_fractions(np.where(task.valid(labels), 0, -1), starts, window)
+        fractions = windows.valid_fractions(labels, starts, window, task.valid(labels))
         keep = 1.0 - fractions <= max_invalid + 1e-12
         dropped += int((~keep).sum())
         if task is tasks.EXPR:
