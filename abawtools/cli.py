@@ -46,6 +46,7 @@ class LazyGroup(click.Group):
                 raise
             return _not_yet(name)
         command = mod.cli
+        _guard_paths(name, command)
         if not command.epilog:  # --help is the short reference; the page is the long one
             command.epilog = f"Reference: docs/commands/{name}.md (in the repository; online with the sources)."
         return command
@@ -68,6 +69,25 @@ class LazyGroup(click.Group):
             command = ctx.meta.get("abaw.command", ctx.command_path)
             message = str(exc) or type(exc).__name__
             raise AbawError(f"{message} (rerun with --debug for a traceback)", command=command) from exc
+
+
+def _guard_paths(name, command):
+    """Run the one output-vs-input rule (commands/_paths.py) before the command's body, once."""
+    import functools
+
+    body = command.callback
+    if getattr(body, "abaw_guarded", False):
+        return
+
+    @functools.wraps(body)
+    def guarded(*args, **kwargs):
+        from abawtools.commands import _paths
+
+        _paths.check(name, command, kwargs)
+        return body(*args, **kwargs)
+
+    guarded.abaw_guarded = True
+    command.callback = guarded
 
 
 def _not_yet(name):

@@ -307,6 +307,13 @@ def read_outputs(path, data=None):
     arr = np.asarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise AbawError(f"{name}: outputs contain NaN or Inf")
+    if task is tasks.VA:  # tanh values: a -5 row is the annotation's unannotated mark, not an output
+        bad = np.flatnonzero((np.abs(arr) > 1 + 1e-3).any(axis=1))
+        if bad.size:
+            row = int(bad[0])
+            raise AbawError(f"{name}: row {row} (frame {row + 1}) holds {arr[row, 0]:g},{arr[row, 1]:g}: valence-arousal "
+                            f"outputs lie in [-1, 1] (-5 marks an unannotated frame in labels, never an output); "
+                            f"{bad.size} such row(s)")
     return task, arr
 
 
@@ -336,8 +343,14 @@ def parse_labels(text, name="labels"):
     return parse_annotation(text, name)[1]
 
 
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
 def _expr_body(body, name):
     """EXPR annotation lines after the header -> (T,) int64, each in [-1, 7]."""
+    if any("_" in value for value in body):  # int() alone would read `0_1` as 1
+        i = next(i for i, value in enumerate(body) if not _INTEGER.match(value))
+        raise AbawError(f"{name}:{i + 2}: expected an integer label, got '{body[i][:40]}'")
     try:
         labels = np.array(body, dtype=np.str_).astype(np.int64) if body else np.zeros(0, np.int64)
     except (ValueError, OverflowError):
@@ -389,6 +402,12 @@ def write_labels(path, labels, task=None):
 def read_prediction(path, thresholds=None):
     """(task, predictions) for `score`: a file in an annotation's layout, or model outputs (NPY)
     turned into predictions (tasks.predict: argmax, clipped values, AU thresholds)."""
+    return read_prediction_outputs(path, thresholds)[:2]
+
+
+def read_prediction_outputs(path, thresholds=None):
+    """(task, predictions, outputs): read_prediction, and the model outputs (NPY) it came from
+    (None for a file in an annotation's layout). The file is read once: `-` works."""
     from abawtools import tasks
 
     raw = _read_bytes(path)
@@ -399,8 +418,8 @@ def read_prediction(path, thresholds=None):
         except ValueError as exc:
             raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
         task, outputs = read_outputs(path, data=arr)
-        return task, tasks.predict(task, outputs, thresholds if task is tasks.AU else None)
-    return parse_annotation(decode_text(raw), name)
+        return task, tasks.predict(task, outputs, thresholds if task is tasks.AU else None), outputs
+    return (*parse_annotation(decode_text(raw), name), None)
 
 
 def read_predictions(path):

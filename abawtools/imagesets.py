@@ -434,6 +434,9 @@ def affwild2(cropped, label_dir, every=1, validation=False):
         video.append(np.full(len(keep), len(videos), np.int32))
         frame.append(keep.astype(np.int32))
         videos.append((vid, labels))
+    if validation and not any(task.valid(labels).any() for _, labels in videos):
+        raise AbawError(f"{label_dir}: every frame of its {len(videos)} label file(s) is labelled {task.invalid:g}: "
+                        "nothing to validate on")
     index = ImageIndex(f"Aff-Wild2 {label_dir}", roots, np.concatenate(root), np.concatenate(rel),
                        np.concatenate(label), video=np.concatenate(video), frame=np.concatenate(frame),
                        dropped={k: v for k, v in dropped.items() if v}, videos=videos, warnings=warnings,

@@ -100,7 +100,8 @@ class SafeAttention(nn.Module):
 
     def __init__(self, d_model, heads, dropout):
         super().__init__()
-        assert d_model % heads == 0, "d_model must be divisible by the number of heads"
+        if heads < 1 or d_model % heads:  # a ValueError: load_model names the file whose config says so
+            raise ValueError(f"d_model {d_model} must be divisible by the number of heads {heads}")
         self.heads = heads
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)

@@ -42,10 +42,17 @@ class ImageSpec:
                              "BEiT's 0.5/0.5): add the base model's preprocessor_config.json")
             elif missing:
                 notes.append(f"{name}: preprocessor_config.json has no {' / '.join(missing)}; assuming ImageNet's")
-        size = pre.get("crop_size") or pre.get("size") or getattr(model_config, "image_size", 224)
-        if isinstance(size, dict):
-            size = size.get("height") or size.get("shortest_edge") or size.get("width")
-        size = int(size if not isinstance(size, (list, tuple)) else size[0])
+        resize, crop = _side(pre.get("size")), _side(pre.get("crop_size"))
+        # the processor's input is its centre crop when it crops (do_center_crop; a config that
+        # names a crop_size but not the flag: the crop, as BEiT's processor did by default), else
+        # its resize: a crop_size left in a config that does not crop is not the input size
+        cropping = pre.get("do_center_crop", crop is not None)
+        size = (crop if cropping and crop else resize) or getattr(model_config, "image_size", 224)
+        if notes is not None and resize and crop and resize != crop:
+            why = ("it centre-crops (do_center_crop) to crop_size" if cropping and crop else
+                   "it does not centre-crop (do_center_crop false), so crop_size is unused")
+            notes.append(f"{name}: preprocessor_config.json resizes to {resize} px and names crop_size {crop}; "
+                         f"{why}: the model input is {size} px (--image-size to choose another)")
         return cls(
             size=size,
             resample=int(pre.get("resample", 2)),
@@ -65,13 +72,23 @@ class ImageSpec:
         pre.update({"do_resize": True, "size": {"height": self.size, "width": self.size}, "resample": self.resample,
                     "do_rescale": self.scale != 1.0, "rescale_factor": self.scale, "do_normalize": True,
                     "image_mean": list(self.mean), "image_std": list(self.std)})
-        if isinstance((base or {}).get("size"), dict) and "shortest_edge" in base["size"]:
-            pre["size"] = {"shortest_edge": self.size}  # the ConvNeXt processor accepts no other key
+        if "crop_pct" in pre:  # ConvNeXt / ResNet: shortest_edge is the only key their processor takes,
+            pre["size"] = {"shortest_edge": self.size}  # and with crop_pct it always ends on a square crop
         if "crop_size" in pre or "do_center_crop" in pre:
             pre.update(do_center_crop=False, crop_size={"height": self.size, "width": self.size})
         if "crop_pct" in pre:
             pre["crop_pct"] = 1.0
         return pre
+
+
+def _side(size):
+    """The side a processor's `size` / `crop_size` names (an int, a list, or a dict of height /
+    shortest_edge / width), or None."""
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge") or size.get("width")
+    if isinstance(size, (list, tuple)):
+        size = size[0] if size else None
+    return int(size) if size else None
 
 
 def resize_face(image_bgr, spec):

@@ -167,3 +167,11 @@ def format_task_table(result):
                      f"{m['predicted']:9d}")
     lines += ["", f"mean F1 {result['score']:.4f}   frames {result['frames']}   videos {result['videos']}"]
     return "\n".join(lines) + "\n"
+
+
+def choose_threshold(grid, f1s):
+    """The index of the best F1 on `grid`; among equal F1s (an AU without a positive frame: 0
+    everywhere) the threshold nearest 0.5, never the lowest (which marks nearly every frame)."""
+    f1s, grid = np.asarray(f1s), np.asarray(grid)
+    best = np.flatnonzero(f1s >= f1s.max() - 1e-12)
+    return int(best[np.argmin(np.abs(grid[best] - 0.5))])

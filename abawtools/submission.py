@@ -38,12 +38,11 @@ def submission_task(path, lines=None):
                     f"or '{tasks.AU.submission_header}' (AU), got '{first[:80]}'")
 
 
-def _submission_rows(path):
+def _submission_rows(path, lines=None):
     """Yield (lineno, video, frame_number, label_or_None, location) from a submission-layout CSV
     of any task; a label is an int (EXPR) or a tuple of values (VA, AU)."""
-    raw = decode_text(_read_bytes(path))
     name = "stdin" if path == "-" else path
-    lines = raw.splitlines()
+    lines = decode_text(_read_bytes(path)).splitlines() if lines is None else lines
     task = submission_task(path, lines)
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -75,10 +74,16 @@ def template_frames(path):
 def read_submission(path):
     """{video: labels} with labels[t] = the label of frame t+1; frames not listed are invalid
     (-1; VA -5). Labels in the layout of the submission's task (submission_task)."""
+    return read_submission_task(path)[1]
+
+
+def read_submission_task(path):
+    """(task, read_submission's dict), the file read once (`-` is a pipe)."""
     name = "stdin" if path == "-" else path
-    task = submission_task(path)
+    lines = decode_text(_read_bytes(path)).splitlines()  # read once: `-` is a pipe
+    task = submission_task(path, lines)
     frames, where = {}, {}
-    for lineno, vid, frame, label, _ in _submission_rows(path):
+    for lineno, vid, frame, label, _ in _submission_rows(path, lines):
         if label is None:
             raise AbawError(f"{name}:{lineno}: missing label")
         seen = frames.setdefault(vid, {})
@@ -94,7 +99,7 @@ def read_submission(path):
         for frame, label in by_frame.items():
             labels[frame - 1] = label
         out[vid] = labels
-    return out
+    return task, out
 
 
 def write_submission(path, predictions, template=None, task=None):

@@ -15,12 +15,17 @@ Sources: the 6th-10th ABAW challenge papers (Kollias et al.) for the files, the 
 the metrics; line i after the header is frame i (cropped_aligned `0000i.jpg`), as for EXPR.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from abawtools import CLASSES
 from abawtools.errors import AbawError
+
+# a plain decimal number as the organisers write them: float() alone would also take `0_1` (1),
+# `nan` and `inf`
+NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 AU_NAMES = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
 
@@ -70,18 +75,19 @@ class Task:
             if len(fields) != width:
                 raise AbawError(f"{name}:{i + 2}: expected {width} comma-separated values ({self.header}), "
                                 f"got {len(fields)}")
-            try:
-                values = [float(f) for f in fields]
-            except ValueError:
-                raise AbawError(f"{name}:{i + 2}: expected numbers, got '{line[:60]}'") from None
+            fields = [f.strip() for f in fields]
+            if not all(NUMBER.match(f) for f in fields):
+                raise AbawError(f"{name}:{i + 2}: expected numbers, got '{line[:60]}'")
+            values = [float(f) for f in fields]
+            # the value as written in the message: 1.0000001 is not '1'
             if self.name == "va":
-                for v in values:
+                for f, v in zip(fields, values):
                     if not (-1 <= v <= 1 or v == -5):
-                        raise AbawError(f"{name}:{i + 2}: {v:g} outside [-1, 1] (and not -5, the unannotated mark)")
+                        raise AbawError(f"{name}:{i + 2}: {f} outside [-1, 1] (and not -5, the unannotated mark)")
             else:
-                for v in values:
+                for f, v in zip(fields, values):
                     if v not in (0, 1, -1):
-                        raise AbawError(f"{name}:{i + 2}: {v:g} is not 0, 1 or -1 (invalid)")
+                        raise AbawError(f"{name}:{i + 2}: {f} is not 0, 1 or -1 (invalid)")
             rows[i] = values
         return rows
 

@@ -49,12 +49,23 @@ class WindowSet:
                 raise AbawError(f"manifest window {row['video']}@{row['start']} is {row['stop'] - row['start']} "
                                 f"frames; the model's window is {window} (use the same -W in window and train)")
             self.items.append((self.videos[row["visual"], row["audio"], row["labels"]], row["start"]))
-        dims = {v.dims for v in self.videos.values()}
+        dims = {}
+        for v in self.videos.values():
+            dims.setdefault(v.dims, v.vid)
         if len(dims) != 1:
-            raise AbawError(f"feature dimensions differ between videos: {sorted(dims)}")
-        self.dims = dims.pop()
+            raise AbawError("feature dimensions (visual, audio) differ between videos: "
+                            + ", ".join(f"{vid} {d}" for d, vid in dims.items()))
+        self.dims = next(iter(dims))
 
         self.task = tasks.one_task({v.labels_path: v.task for v in self.videos.values()}, "the training manifest")
+        if self.annotated_frames() == 0:  # a loss of 0 over nothing, and a model written from it
+            raise AbawError(f"the training manifest: no window holds an annotated frame (every frame of its "
+                            f"{len(self.videos)} video(s) is labelled {self.task.invalid:g}): nothing to train on")
+
+    def annotated_frames(self):
+        """Annotated frames inside the training windows (each counted once)."""
+        return sum(int((self.task.valid(video.labels) & (windows.coverage(len(video.labels), starts, self.window) > 0)).sum())
+                   for video, starts in self._by_video())
 
     def _by_video(self):
         by_video = {}

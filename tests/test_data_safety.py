@@ -93,7 +93,7 @@ def test_crops_into_the_source_frames_are_refused(frames, run, monkeypatch):
     before = _listing(frames / "one")
     monkeypatch.chdir(frames)
     result = run(["extract-visual", "one", "--crops", ".", "-o", "one.npy"])
-    _refused(result, "is the input")
+    _refused(result, "the input", "--crops")
     assert _listing(frames / "one") == before
     assert not os.path.exists(frames / "one.npy")  # refused before any work
 

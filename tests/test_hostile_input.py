@@ -222,6 +222,25 @@ def test_the_saved_processor_gives_the_trained_size_in_every_layout(tmp_path, la
     ours = visual.resize_face(square[:, :, ::-1], spec).astype(np.float32).transpose(2, 0, 1) / 255
     theirs = pixels[0] * 0.5 + 0.5
     assert np.abs(ours - theirs).mean() < 0.05
+    # any picture, not only a square one: a 100x130 crop is resized whole to the trained 48x48
+    tall = (np.random.default_rng(1).random((130, 100, 3)) * 255).astype(np.uint8)
+    assert processor(tall, return_tensors="np")["pixel_values"].shape == (1, 3, 48, 48), layout
+
+
+@pytest.mark.parametrize("flag, side", [(None, 224), (True, 224), (False, 64)])
+def test_a_crop_size_is_the_input_only_where_the_processor_crops_and_it_is_said(tmp_path, flag, side):
+    """A BEiT processor with size 64 and the default crop_size 224 trained at 224 px without a word,
+    also where it does not crop (HF feeds 64 px there)."""
+    from abawtools import visual
+
+    pre = {"image_processor_type": "BeitImageProcessor", "size": {"height": 64, "width": 64},
+           "crop_size": {"height": 224, "width": 224}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    if flag is not None:
+        pre["do_center_crop"] = flag
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(pre))
+    notes = []
+    assert visual.ImageSpec.from_pretrained(str(tmp_path), notes=notes).size == side
+    assert len(notes) == 1 and f"the model input is {side} px" in notes[0] and "crop_size 224" in notes[0], notes
 
 
 def test_finetune_with_another_image_size_saves_that_size(tmp_path):

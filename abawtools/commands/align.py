@@ -53,6 +53,7 @@ def cli(inputs, output, frames, like, like_dir, like_template, video_dir, fps, s
             raise AbawError(f"{inp}: expected audio features (Ta, Da), got shape {audio.shape}")
         if len(audio) == 0:
             raise AbawError(f"{inp}: audio features have no rows")
+        _check_finite(inp, audio)
         vid = formats.video_id(out) if out != "-" else formats.video_id(inp)
         rate = fps or next(filter(None, (_video_fps(d, vid) for d in (video_dir, *like_dir))), None)
         if rate:
@@ -68,6 +69,24 @@ def cli(inputs, output, frames, like, like_dir, like_template, video_dir, fps, s
             if held:
                 _common.log(f"{formats.video_id(inp)}: audio ends {held} frame(s) before the video; last row held")
         formats.write_npy(out, aligned)
+
+
+def _check_finite(path, audio):
+    """Inf, or a row only partly NaN, is no audio feature: an error naming the row. A row all NaN
+    is a stretch without audio (it stays missing where it carries weight): said, with its place."""
+    import numpy as np
+
+    finite = np.isfinite(audio)
+    nan_rows = np.isnan(audio).all(axis=1)
+    bad = np.flatnonzero(~finite.all(axis=1) & ~nan_rows)
+    if bad.size:
+        row = int(bad[0])
+        raise AbawError(f"{path}: row {row} ({row * 0.02:.2f} s) holds Inf or a partly NaN row ({bad.size} such row(s)): "
+                        "not audio features")
+    if nan_rows.any():
+        first = int(np.flatnonzero(nan_rows)[0])
+        _common.log(f"warning: {path}: {int(nan_rows.sum())} of {len(audio)} audio row(s) are NaN (no audio), the "
+                    f"first at row {first} ({first * 0.02:.2f} s): those frames have no audio")
 
 
 def _video_fps(folder, vid):

@@ -11,7 +11,8 @@ from abawtools.errors import AbawError, few
 @click.argument("pair", nargs=-1, metavar="[PRED LABELS]")
 @click.option("--pred-dir", type=click.Path(exists=True, file_okay=False), help="Folder of ID.txt / ID.npy predictions.")
 @click.option("--label-dir", type=click.Path(exists=True, file_okay=False), help="Folder of ID.txt annotations.")
-@click.option("--submission", type=click.Path(exists=True, dir_okay=False), help="An ABAW submission CSV.")
+@click.option("--submission", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="An ABAW submission CSV (`-`: stdin).")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
               help="Where the scores go (written whole and renamed into place: make never sees half a file).")
@@ -80,12 +81,12 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_threshold
                         f"{pred_dir or submission}: {few(missing)} "
                         "(--allow-missing scores the others)")
 
+    if not any(task.valid(t).any() for _, _, t, _ in pairs):  # before anything is written
+        raise AbawError(f"nothing to score: all {sum(len(t) for _, _, t, _ in pairs)} frames are labelled "
+                        f"{task.invalid:g}")
     if tune_thresholds:
         pairs = _tune(task, pairs, tune_thresholds)
     result = scoring.score_task(task, [(v, p, t) for v, p, t, _ in pairs])
-    if result["frames"] == 0:
-        raise AbawError(f"nothing to score: all {sum(len(t) for _, _, t, _ in pairs)} frames are labelled "
-                        f"{task.invalid:g}")
     result.update(unmatched)
     text = scoring.format_json(result) + "\n" if fmt == "json" else scoring.format_task_table(result)
     if output == "-":
@@ -112,7 +113,7 @@ def _load_pair(pred_path, label_path, named):
 
     if pred_path == "-" and label_path == "-":
         raise click.UsageError("only one of PRED and LABELS can be stdin")
-    pred_task, pred = formats.read_prediction(pred_path)
+    pred_task, pred, outputs = formats.read_prediction_outputs(pred_path)
     task, truth = formats.read_annotation(label_path)
     if pred_task is not task:
         raise AbawError(f"{pred_path} holds {pred_task.title} ({pred_task.name.upper()}) predictions, {label_path} "
@@ -120,7 +121,21 @@ def _load_pair(pred_path, label_path, named):
     named[label_path] = task
     vid = formats.video_id(label_path) if label_path != "-" else formats.video_id(pred_path)
     _check_length(vid, pred, truth)
-    return vid, pred, truth, pred_path
+    _check_marks(task, pred, truth, pred_path, label_path)
+    return vid, pred, truth, (pred_path, outputs)
+
+
+def _check_marks(task, pred, truth, pred_path, label_path):
+    """A prediction holds a value at every annotated frame: the unannotated mark (-1; VA -5) there
+    would be scored as a value (VA: -5 inside the CCC)."""
+    import numpy as np
+
+    bad = np.flatnonzero(~task.valid(pred) & task.valid(truth))
+    if bad.size:
+        i = int(bad[0])
+        name = "stdin" if pred_path == "-" else pred_path
+        raise AbawError(f"{name}:{i + 2}: frame {i + 1} is predicted as unannotated ({task.invalid:g}) but "
+                        f"{label_path} annotates it ({bad.size} such frame(s)): predict a value for every frame")
 
 
 def _label_files(label_dir):
@@ -168,8 +183,7 @@ def _load_submission(submission, label_dir, named):
     labels = _label_files(label_dir)
     from abawtools import submission as submissions
 
-    sub = submissions.read_submission(submission)
-    named[submission] = submissions.submission_task(submission)
+    named[submission], sub = submissions.read_submission_task(submission)
     common = sorted(set(sub) & set(labels))
     if not common:
         raise AbawError(f"no video of {submission} has a label file in {label_dir}")
@@ -185,7 +199,7 @@ def _load_submission(submission, label_dir, named):
         missing = int((~task.valid(pred) & task.valid(truth)).sum())
         if missing:
             raise AbawError(f"{vid}: {missing} labelled frame(s) are missing from {submission}")
-        pairs.append((vid, pred, truth, submission))
+        pairs.append((vid, pred, truth, (submission, None)))
     unmatched = _report_unmatched(sorted(set(sub) - set(labels)), sorted(set(labels) - set(sub)), "submitted video(s)")
     return pairs, unmatched
 
@@ -202,19 +216,28 @@ def _tune(task, pairs, out):
     if task is not tasks.AU:
         raise click.UsageError(f"--tune-thresholds is for AU predictions; these are {task.name.upper()}'s")
     raw = []
-    for _, _, _, path in pairs:
-        if not str(path).endswith(".npy"):
-            raise click.UsageError(f"--tune-thresholds needs AU logits (NPY), not {path}")
-        raw.append(formats.read_outputs(path)[1])
+    for _, _, _, (path, outputs) in pairs:
+        if outputs is None:
+            raise click.UsageError(f"--tune-thresholds needs AU logits (NPY), not {path}: a file of 0/1 has no "
+                                   "threshold to tune")
+        raw.append(outputs)
     valid = [task.valid(t) for _, _, t, _ in pairs]
     logits = np.concatenate([r[v] for r, v in zip(raw, valid)])
     truth = np.concatenate([t[v] for (_, _, t, _), v in zip(pairs, valid)]) == 1
     grid = np.round(np.arange(0.1, 0.91, 0.1), 2)
-    chosen, at_half, tuned = {}, {}, {}
+    chosen, at_half, tuned, ties = {}, {}, {}, []
     for i, name in enumerate(task.columns):
-        f1s = [scoring.binary_f1(truth[:, i], logits[:, i] >= tasks.logit(g))[0] for g in grid]
-        best = int(np.argmax(f1s))  # the first of equal F1s: the lowest threshold
+        f1s = np.array([scoring.binary_f1(truth[:, i], logits[:, i] >= tasks.logit(g))[0] for g in grid])
+        best = scoring.choose_threshold(grid, f1s)
+        if (f1s >= f1s.max() - 1e-12).sum() > 1:
+            ties.append(f"{name} ({(f1s >= f1s.max() - 1e-12).sum()} thresholds at F1 {f1s.max():.4f}: "
+                        f"kept {grid[best]:g})")
         chosen[name], tuned[name], at_half[name] = float(grid[best]), float(f1s[best]), float(f1s[4])
+    if ties:
+        from abawtools.commands._common import log
+
+        log(f"--tune-thresholds: {len(ties)} AU(s) score the same at several thresholds, the one nearest 0.5 "
+            f"kept: {few(ties)}")
     record = {"thresholds": chosen, "f1_at_0.5": at_half, "f1_tuned": tuned,
               "mean_f1_at_0.5": float(np.mean(list(at_half.values()))), "mean_f1_tuned": float(np.mean(list(tuned.values()))),
               "grid": grid.tolist(), "videos": len(pairs)}
@@ -222,3 +245,4 @@ def _tune(task, pairs, out):
         fh.write(json.dumps(record, indent=2) + "\n")
     thresholds = [chosen[n] for n in task.columns]
     return [(vid, tasks.predict(task, r, thresholds), t, p) for (vid, _, t, p), r in zip(pairs, raw)]
+

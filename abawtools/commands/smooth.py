@@ -59,6 +59,9 @@ def cli(inputs, output, kernel, method, fmt, thresholds, allow_missing, template
     au_thresholds = _thresholds(thresholds)
     if fmt == "npy" and method is not None and method not in LOGIT_METHODS:
         raise click.UsageError(f"--method {method} yields labels only; use --format labels")
+    if au_thresholds is not None and fmt == "npy":
+        raise click.UsageError("--thresholds turn AU logits into 0/1; --format npy writes the smoothed logits "
+                               "themselves: use --format labels or submission")
     if template and fmt != "submission":
         raise click.UsageError("--template goes with --format submission")
     if allow_missing and not template:

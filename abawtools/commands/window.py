@@ -50,6 +50,10 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
         if value is None:
             raise click.UsageError(f"missing option {name}")
 
+    if output != "-":
+        from abawtools.commands._common import check_output_dir
+
+        check_output_dir(output)  # before the work: a read-only folder is said now
     label_files = sorted(f for f in os.listdir(label_dir) if f.endswith(".txt"))
     if not label_files:
         raise AbawError(f"{label_dir}: no .txt label files")
@@ -75,8 +79,9 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
         dropped += int((~keep).sum())
         if task is tasks.EXPR:
             counts += windows.label_counts(labels, starts[keep], window, len(CLASSES))
-        elif keep.any():
-            kept_labels.append(labels[task.valid(labels)])
+        else:
+            cover = windows.coverage(T, starts[keep], window) > 0
+            kept_labels.append(labels[task.valid(labels) & cover])
         for s, frac in zip(starts[keep], fractions[keep]):
             rows.append({"video": vid, "visual": os.path.abspath(visual), "audio": os.path.abspath(audio),
                          "labels": os.path.abspath(os.path.join(label_dir, f)), "frames": T, "start": int(s),
@@ -86,11 +91,15 @@ def cli(visual_dir, audio_dir, label_dir, visual_old, audio_old, label_old, outp
             + few(skipped))
     if not rows:
         raise AbawError("no window left (check the feature folders and --max-invalid)")
+    task = tasks.one_task(named, label_dir)
+    annotated = int(counts.sum()) if task is tasks.EXPR else sum(len(v) for v in kept_labels)
+    if annotated == 0:  # a manifest to train or validate on nothing: said before it is written
+        raise AbawError(f"{label_dir}: no annotated frame in any window: every frame of its "
+                        f"{len(named)} file(s) is labelled {task.invalid:g}")
     with formats.atomic_output(output, "w") as fh:
         windows.write_manifest(fh, rows)
     log(f"{len(rows)} windows from {len({r['video'] for r in rows})} videos "
         f"(W={window}, S={stride}; {dropped} dropped for > {max_invalid:.0%} invalid labels)")
-    task = tasks.one_task(named, label_dir)
     if task is tasks.EXPR:
         log("labelled frames in windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, counts)))
     elif task is tasks.VA:
