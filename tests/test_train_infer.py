@@ -232,10 +232,10 @@ def test_infer_errors(tmp_path, rng):
 def test_val_with_no_labelled_frame_is_refused_before_training(tmp_path, rng):
     train_csv, _ = _dataset(tmp_path, rng)
     d = tmp_path / "val"
-    for f in (d / "labels").iterdir():  # every validation frame unlabelled
-        write_label_file(f, [-1] * (len(f.read_text().splitlines()) - 1))
     abaw("window", "--visual", d / "visual", "--audio", d / "audio", "--labels", d / "labels",
          "--max-invalid", "1", "-o", tmp_path / "val-all.csv")
+    for f in (d / "labels").iterdir():  # every validation frame unlabelled after the manifest was made
+        write_label_file(f, [-1] * (len(f.read_text().splitlines()) - 1))
     model = tmp_path / "m.safetensors"
     result = invoke("train", train_csv, "--val", tmp_path / "val-all.csv", "-o", model, "--epochs", "1", *SMALL,
                     check=False)
