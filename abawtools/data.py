@@ -4,8 +4,10 @@ import os
 
 import numpy as np
 
-from abawtools import formats, windows
+from abawtools import annotations, formats, windows
 from abawtools.errors import AbawError
+
+NO_AUDIO_DIM = 1  # the audio width of a model trained without any audio (every audio frame missing)
 
 
 class Video:
@@ -24,10 +26,10 @@ class Video:
         if audio_path:
             self.audio = _open_features(audio_path)
         else:
-            if audio_dim is None:
-                raise AbawError(f"{vid}: no audio features and no audio dimension to stand in")
+            if audio_dim is None:  # a data set without audio (s-Aff-Wild2): one stand-in column, never present
+                audio_dim = NO_AUDIO_DIM
             self.audio = np.full((0, audio_dim), np.nan, np.float32)
-        self.task, self.labels = formats.read_annotation(labels_path) if labels_path else (None, None)
+        self.task, self.labels = annotations.read_ref(labels_path, len(self.visual)) if labels_path else (None, None)
         self.frames = len(self.labels) if self.labels is not None else len(self.visual)
         formats.check_length(vid, f"visual features {visual_path}", len(self.visual), self.frames)
         if audio_path:
@@ -105,7 +107,7 @@ def cut_batch(items, window, audio_context=0):
         visual.append(v)
         audio.append(a)
         if video.labels is not None:  # padding past T: the task's invalid mark (-1; VA -5)
-            labels.append(windows.cut(video.labels, start, window, video.task.invalid, dtype=video.task.label_dtype))
+            labels.append(windows.cut(video.labels, start, window, video.task.padding(), dtype=video.task.label_dtype))
     visual = np.stack(visual)
     audio = np.stack(audio)
     v_mask = windows.present_rows(visual)

@@ -326,13 +326,10 @@ class FinetuneJob(engine.Job):
         x = augment(batch["pixels"], torch.Generator().manual_seed(seed), self.opts)
         logits = net(visual.normalize(x, self.spec))
         labels = batch["labels"]
-        if self.task is tasks.VA:  # the head's outputs through tanh: values in [-1, 1], 1 - CCC
-            valid = int(((labels >= -1) & (labels <= 1)).all(dim=1).sum())
-            return loss.ccc_loss(torch.tanh(logits.float()), labels) * max(valid, 1), valid
-        if self.task is tasks.AU:
-            valid = int((labels >= 0).all(dim=1).sum())
-            return loss.au_loss(logits, labels, self.weights) * max(valid, 1), valid
-        valid = int((labels >= 0).sum())
+        if self.task is not tasks.EXPR:  # the track's own loss on its activated outputs (VA: tanh, 1 - CCC)
+            mean, valid = self.task.loss(self.task.activate(logits.float()), labels, self.weights)
+            return mean * max(valid, 1), valid
+        valid = int((labels >= 0).sum())  # EXPR: focal or cross-entropy (--loss), label smoothing
         if self.opts.loss == "focal":
             return loss.focal_loss(logits, labels, self.opts.gamma, self.weights) * max(valid, 1), valid
         return F.cross_entropy(logits.float(), labels, weight=self.weights, ignore_index=-1, reduction="sum",
@@ -416,7 +413,7 @@ def score_affwild2(outputs, index, task, fallback):
         mine = index.video == v
         rows[index.frame[mine]] = outputs[mine]
         pairs.append((vid, tasks.predict(task, visual.fill_nearest(rows, fallback)), labels))
-    return scoring.score_task(task, pairs)
+    return task.score(pairs)
 
 
 def score_images(logits, index):

@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from abawtools import CLASSES, NUM_CLASSES
+from abawtools import CLASSES
 from abawtools.errors import AbawError
 
 LABEL_HEADER = ",".join(CLASSES)
@@ -294,26 +294,21 @@ def npy_rows(path):
 
 def read_outputs(path, data=None):
     """(task, outputs) of per-frame model outputs as infer writes them: (T, 8) EXPR logits,
-    (T, 2) valence/arousal, (T, 12) AU logits, float32, checked for shape and finiteness."""
+    (T, 2) valence/arousal, (T, 12) AU logits, (T, 22) multi-task, float32, checked for shape and
+    finiteness."""
     from abawtools import tasks
 
     arr = read_npy(path) if data is None else data
     name = "stdin" if path == "-" else path
     if arr.ndim != 2:
-        raise AbawError(f"{name}: expected per-frame outputs (T, 8 | 2 | 12), got shape {arr.shape}")
+        raise AbawError(f"{name}: expected per-frame outputs (T, 8 | 2 | 12 | 22), got shape {arr.shape}")
     task = tasks.of_outputs(arr.shape[1], name)
     if not np.issubdtype(arr.dtype, np.number):
         raise AbawError(f"{name}: outputs must be numeric, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise AbawError(f"{name}: outputs contain NaN or Inf")
-    if task is tasks.VA:  # tanh values: a -5 row is the annotation's unannotated mark, not an output
-        bad = np.flatnonzero((np.abs(arr) > 1 + 1e-3).any(axis=1))
-        if bad.size:
-            row = int(bad[0])
-            raise AbawError(f"{name}: row {row} (frame {row + 1}) holds {arr[row, 0]:g},{arr[row, 1]:g}: valence-arousal "
-                            f"outputs lie in [-1, 1] (-5 marks an unannotated frame in labels, never an output); "
-                            f"{bad.size} such row(s)")
+    task.check_outputs(arr, name)  # VA: tanh values, never the -5 of an unannotated label
     return task, arr
 
 
@@ -334,39 +329,13 @@ def parse_annotation(text, name="labels"):
         raise AbawError(f"{name}:1: expected header '{LABEL_HEADER}' (EXPR), '{tasks.VA.header}' (VA) or "
                         f"'{tasks.AU.header}' (AU), got '{lines[0][:80]}'")
     body = [line.strip() for line in lines[1:]]
-    return task, _expr_body(body, name) if task is tasks.EXPR else task.parse(body, name)
+    return task, task.parse(body, name)
 
 
 def parse_labels(text, name="labels"):
     """The labels of an Aff-Wild2 annotation: EXPR (the class header, then one integer in
     [-1, 7] per frame) as (T,) int64; VA and AU files in their own layout (parse_annotation)."""
     return parse_annotation(text, name)[1]
-
-
-_INTEGER = re.compile(r"^[+-]?\d+$")
-
-
-def _expr_body(body, name):
-    """EXPR annotation lines after the header -> (T,) int64, each in [-1, 7]."""
-    if any("_" in value for value in body):  # int() alone would read `0_1` as 1
-        i = next(i for i, value in enumerate(body) if not _INTEGER.match(value))
-        raise AbawError(f"{name}:{i + 2}: expected an integer label, got '{body[i][:40]}'")
-    try:
-        labels = np.array(body, dtype=np.str_).astype(np.int64) if body else np.zeros(0, np.int64)
-    except (ValueError, OverflowError):
-        for i, value in enumerate(body):
-            try:
-                number = int(value)
-            except ValueError:
-                raise AbawError(f"{name}:{i + 2}: expected an integer label, got '{value[:40]}'") from None
-            if not -1 <= number < NUM_CLASSES:
-                raise AbawError(f"{name}:{i + 2}: label {value[:40]} outside [-1, {NUM_CLASSES - 1}]") from None
-        raise
-    bad = np.flatnonzero((labels < -1) | (labels >= NUM_CLASSES))
-    if bad.size:
-        i = int(bad[0])
-        raise AbawError(f"{name}:{i + 2}: label {labels[i]} outside [-1, {NUM_CLASSES - 1}]")
-    return labels
 
 
 def read_annotation(path):
@@ -388,9 +357,6 @@ def format_labels(labels, task=None):
     from abawtools import tasks
 
     task = task or tasks.of_labels(labels)
-    if task is tasks.EXPR:
-        labels = np.asarray(labels, dtype=np.int64)
-        return LABEL_HEADER + "\n" + "".join(f"{v}\n" for v in labels.tolist())
     return task.header + "\n" + "".join(line + "\n" for line in task.format_rows(labels))
 
 
@@ -408,7 +374,6 @@ def read_prediction(path, thresholds=None):
 def read_prediction_outputs(path, thresholds=None):
     """(task, predictions, outputs): read_prediction, and the model outputs (NPY) it came from
     (None for a file in an annotation's layout). The file is read once: `-` works."""
-    from abawtools import tasks
 
     raw = _read_bytes(path)
     name = "stdin" if path == "-" else path
@@ -418,7 +383,7 @@ def read_prediction_outputs(path, thresholds=None):
         except ValueError as exc:
             raise AbawError(f"{name}: not a readable NPY file ({exc})") from None
         task, outputs = read_outputs(path, data=arr)
-        return task, tasks.predict(task, outputs, thresholds if task is tasks.AU else None), outputs
+        return task, task.predict(outputs, thresholds), outputs
     return (*parse_annotation(decode_text(raw), name), None)
 
 

@@ -71,9 +71,11 @@ class ModelConfig:
 
 
 def bounded(out, cfg):
-    """Valence and arousal live in [-1, 1]: the VA head ends in tanh (as the VA track's leading
-    teams' heads do); EXPR and AU outputs are logits."""
-    return torch.tanh(out) if cfg.task == "va" else out
+    """The head's outputs through the track's activation (tasks: VA's, and the multi-task VA
+    columns, end in tanh, as the VA track's leading teams' heads do; logits stay logits)."""
+    from abawtools import tasks
+
+    return tasks.TASKS[cfg.task].activate(out)
 
 
 def sinusoidal_positions(length, dim, device=None):

@@ -126,47 +126,8 @@ def binary_f1(truth, pred):
 
 def score_task(task, pairs):
     """The challenge's number for `task` over (video, pred, truth), frames pooled over videos, in a
-    dict with "task" and "score" (EXPR: macro F1, kept as "macro_f1" too; VA: the mean of the
-    CCC of valence and of arousal; AU: the mean of the 12 binary F1s) and the parts. Frames
-    whose truth is invalid are left out."""
-    if task.name == "expr":
-        result = score(pairs)
-        return {"task": "expr", "score": result["macro_f1"], **result}
-    truth = [np.asarray(t) for _, _, t in pairs]
-    valid = [task.valid(t) for t in truth]
-    y = np.concatenate([t[v] for t, v in zip(truth, valid)]) if pairs else np.zeros((0, task.outputs))
-    p = np.concatenate([np.asarray(pr)[v] for (_, pr, _), v in zip(pairs, valid)]) if pairs else y
-    frames = int(len(y))
-    if task.name == "va":
-        parts = {name: ccc(p[:, i], y[:, i]) for i, name in enumerate(task.columns)}
-        return {"task": "va", "score": float(np.mean(list(parts.values()))), "frames": frames, "videos": len(pairs),
-                "ccc": parts,
-                "mse": {name: float(((p[:, i] - y[:, i]) ** 2).mean()) if frames else 0.0
-                        for i, name in enumerate(task.columns)}}
-    per = {}
-    for i, name in enumerate(task.columns):
-        f1, precision, recall, support, predicted = binary_f1(y[:, i] == 1, p[:, i] == 1)
-        per[name] = {"f1": f1, "precision": precision, "recall": recall, "support": support, "predicted": predicted}
-    return {"task": "au", "score": float(np.mean([m["f1"] for m in per.values()])), "frames": frames,
-            "videos": len(pairs), "per_au": per}
-
-
-def format_task_table(result):
-    """`--format table` for any task."""
-    if result["task"] == "expr":
-        return format_table(result)
-    if result["task"] == "va":
-        lines = [f"{'':<10} {'CCC':>7} {'MSE':>7}"]
-        for name in result["ccc"]:
-            lines.append(f"{name:<10} {result['ccc'][name]:7.4f} {result['mse'][name]:7.4f}")
-        lines += ["", f"mean CCC {result['score']:.4f}   frames {result['frames']}   videos {result['videos']}"]
-        return "\n".join(lines) + "\n"
-    lines = [f"{'AU':<6} {'prec':>6} {'recall':>6} {'F1':>6} {'support':>9} {'predicted':>9}"]
-    for name, m in result["per_au"].items():
-        lines.append(f"{name:<6} {m['precision']:6.4f} {m['recall']:6.4f} {m['f1']:6.4f} {m['support']:9d} "
-                     f"{m['predicted']:9d}")
-    lines += ["", f"mean F1 {result['score']:.4f}   frames {result['frames']}   videos {result['videos']}"]
-    return "\n".join(lines) + "\n"
+    dict with "task" and "score" and the parts (the track's own `score`)."""
+    return task.score(pairs)
 
 
 def choose_threshold(grid, f1s):

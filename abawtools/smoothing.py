@@ -79,25 +79,7 @@ def smooth(logits, k=11, method="median"):
     raise ValueError(f"unknown smoothing method {method!r}; choose from {', '.join(METHODS)}")
 
 
-# Per-task defaults (`abaw smooth` without -k / --method), and where they come from:
-# EXPR: the paper's median filter, k = 11 (§3.6). VA: a mean over +-50 frames, what HSEmotion
-# (Savchenko, ABAW 6-8) found best for valence and arousal. AU: a median over +-3 frames of each
-# AU's logit (HSEmotion found +-3-5 best for AUs), then the threshold.
-TASK_DEFAULTS = {"expr": (11, "median"), "va": (101, "mean"), "au": (7, "median")}
-
-
-def smooth_task(task, outputs, k=None, method=None, thresholds=None):
-    """Smooth per-frame outputs (T, C) of `task` along time; returns (predictions in the
-    annotation's layout, smoothed outputs or None). EXPR: `smooth`; VA: each column filtered
-    (median or mean), clipped to [-1, 1]; AU: each logit filtered, then its threshold."""
-    from abawtools import tasks
-
-    dk, dm = TASK_DEFAULTS[task.name]
-    k, method = k or dk, method or dm
-    if task.name == "expr":
-        return smooth(outputs, k, method)
-    if method not in LOGIT_METHODS:
-        raise ValueError(f"{task.name.upper()} outputs are smoothed with median or mean, not {method}")
-    outputs = np.asarray(outputs, np.float32)
-    smoothed = (median_filter if method == "median" else mean_filter)(outputs, k).astype(np.float32)
-    return tasks.predict(task, smoothed, thresholds), smoothed
+# Each track's default filter (`abaw smooth` without -k / --method) is its `default_filter`
+# (abawtools.tasks), from these sources: EXPR the paper's median filter, k = 11 (§3.6). VA a mean
+# over +-50 frames, what HSEmotion (Savchenko, ABAW 6-8) found best for valence and arousal. AU a
+# median over +-3 frames of each AU's logit (HSEmotion found +-3-5 best for AUs), then the threshold.

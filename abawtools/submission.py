@@ -12,7 +12,7 @@ from abawtools.formats import SUBMISSION_HEADER, _read_bytes, atomic_output, dec
 
 _FRAME_RE = re.compile(r"^(?P<video>.+)/(?P<frame>\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 
-def _parse_image_location(location, name, lineno):
+def parse_image_location(location, name, lineno):
     m = _FRAME_RE.match(location.strip())
     if not m:
         raise AbawError(f"{name}:{lineno}: expected 'VIDEO/00001.jpg', got '{location[:60]}'")
@@ -34,8 +34,16 @@ def submission_task(path, lines=None):
     for task in tasks.TASKS.values():
         if key == task.submission_header.lower():
             return task
-    raise AbawError(f"{name}:1: expected header '{SUBMISSION_HEADER}' (EXPR), '{tasks.VA.submission_header}' (VA) "
-                    f"or '{tasks.AU.submission_header}' (AU), got '{first[:80]}'")
+    if _headerless(first):
+        return tasks.MTL
+    raise AbawError(f"{name}:1: expected header '{SUBMISSION_HEADER}' (EXPR), '{tasks.VA.submission_header}' (VA), "
+                    f"'{tasks.AU.submission_header}' (AU) or '{tasks.MTL.submission_header}' (multi-task), "
+                    f"got '{first[:80]}'")
+
+
+def _headerless(first):
+    """A list that starts with a frame (`VIDEO/00001.jpg,`): the multi-task test list, MTL.txt."""
+    return bool(_FRAME_RE.match(first.lstrip("\ufeff").split(",")[0].strip()))
 
 
 def _submission_rows(path, lines=None):
@@ -44,11 +52,12 @@ def _submission_rows(path, lines=None):
     name = "stdin" if path == "-" else path
     lines = decode_text(_read_bytes(path)).splitlines() if lines is None else lines
     task = submission_task(path, lines)
-    for lineno, line in enumerate(lines[1:], start=2):
+    headerless = bool(lines) and _headerless(lines[0])
+    for lineno, line in enumerate(lines if headerless else lines[1:], start=1 if headerless else 2):
         if not line.strip():
             continue
         fields = line.split(",")
-        vid, frame = _parse_image_location(fields[0], name, lineno)
+        vid, frame = parse_image_location(fields[0], name, lineno)
         label = None
         values = [f.strip() for f in fields[1:]]
         if task.name == "expr" and values and values[0]:
@@ -93,9 +102,9 @@ def read_submission_task(path):
         seen[frame] = label
         where[vid, frame] = lineno
     out = {}
-    width = () if task.name == "expr" else (task.outputs,)
     for vid, by_frame in frames.items():
-        labels = np.full((max(by_frame),) + width, task.invalid, dtype=task.label_dtype)
+        labels = np.empty((max(by_frame),) + task.label_shape, dtype=task.label_dtype)
+        labels[:] = task.padding()  # a frame not listed: unannotated
         for frame, label in by_frame.items():
             labels[frame - 1] = label
         out[vid] = labels
@@ -130,7 +139,7 @@ def write_submission(path, predictions, template=None, task=None):
             out.extend(f"{vid}/{t + 1:05d}.jpg,{line(v)}" for t, v in enumerate(predictions[vid]))
     else:
         last = {}
-        fallback = np.zeros(task.outputs if task.name != "expr" else (), task.label_dtype)
+        fallback = task.fill_label()
         for _, vid, frame, _, location in _submission_rows(template):
             pred = predictions.get(vid)
             ok = None if pred is None else task.valid(pred)

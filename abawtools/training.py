@@ -6,10 +6,9 @@ path (exactly infer | smooth | score).
 import hashlib
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from abawtools import CLASSES, NUM_CLASSES, data, engine, inference, loss, scoring, smoothing, tasks, windows
+from abawtools import data, engine, inference, tasks, windows
 from abawtools.errors import AbawError, few
 from abawtools.model import build_model
 
@@ -34,6 +33,9 @@ class TrainOptions:
     accumulate: int = 2  # micro-batches per optimizer step
     patience: int = 0  # early stopping after this many epochs without a better val F1 (0: never)
     checkpoint_every: int = 0  # steps; 0: at the end of every epoch only
+    # multi-task: the weights of the VA, EXPR and AU losses in their sum (equal: the plain sum of
+    # the organisers' multi-task baseline; see docs/multitask.md)
+    task_weights: tuple = (1.0, 1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------- data set
@@ -73,23 +75,11 @@ class WindowSet:
             by_video.setdefault(id(video), (video, []))[1].append(start)
         return by_video.values()
 
-    def class_counts(self):
-        """Valid labels of every training window, a frame counted once per window covering it."""
-        counts = np.zeros(NUM_CLASSES, dtype=np.int64)
-        for video, starts in self._by_video():
-            counts += windows.label_counts(video.labels, np.array(starts), self.window, NUM_CLASSES)
-        return counts
-
-    def au_counts(self):
-        """(positives per AU, valid frames) over the training windows, a frame counted once per
-        window covering it (what the loss sees)."""
-        positives, frames = np.zeros(tasks.AU.outputs), 0
-        for video, starts in self._by_video():
-            cover = windows.coverage(len(video.labels), starts, self.window)
-            valid = tasks.AU.valid(video.labels)
-            positives += (video.labels[valid] * cover[valid, None]).sum(axis=0)
-            frames += int(cover[valid].sum())
-        return positives, frames
+    def labelled(self):
+        """[(labels, cover)] per training video: how often the loss sees each frame (the track's
+        class or positive weights are computed from it, task.train_weights)."""
+        return [(video.labels, windows.coverage(len(video.labels), starts, self.window))
+                for video, starts in self._by_video()]
 
 
 def _rows_fingerprint(rows):
@@ -105,14 +95,14 @@ def _rows_fingerprint(rows):
 # ------------------------------------------------------------------------------ train
 def validate(model, videos, k, device, autocast_dtype=None, task=None):
     """The challenge's score of soft-voted, smoothed predictions: exactly infer | smooth | score
-    (EXPR: pooled macro F1, median k; VA: mean CCC; AU: mean F1; smoothing.smooth_task's default
+    (EXPR: pooled macro F1, median k; VA: mean CCC; AU: mean F1; the track's default
     filter for VA and AU, k when given)."""
     task = task or tasks.EXPR
     pairs = []
     for video in videos:
         outputs = inference.predict_video(model, video, device=device, autocast_dtype=autocast_dtype)
-        pairs.append((video.vid, smoothing.smooth_task(task, outputs, k)[0], video.labels))
-    return scoring.score_task(task, pairs)
+        pairs.append((video.vid, task.smooth(outputs, k)[0], video.labels))
+    return task.score(pairs)
 
 
 class WindowJob(engine.Job):
@@ -146,16 +136,8 @@ class WindowJob(engine.Job):
                 log(f"warning: {len(shared)} validation video(s) are training videos too ({few(shared)}): the "
                     "validation score is not held out")
         model = build_model(cfg)
-        if task is tasks.EXPR:
-            self.counts = trainset.class_counts()
-            if opts.class_weights:
-                self.weights = torch.tensor(loss.effective_number_weights(self.counts, opts.beta),
-                                            dtype=torch.float32, device=device)
-        elif task is tasks.AU:
-            positives, frames = trainset.au_counts()
-            self.counts = positives.astype(np.int64)
-            if opts.class_weights:  # negatives / positives per AU (capped at 10)
-                self.weights = torch.tensor(loss.au_pos_weights(positives, frames), dtype=torch.float32, device=device)
+        self.counts, weights = task.train_weights(trainset.labelled(), opts)
+        self.weights = _to_device(weights, device)
         v_mean, v_std = data.feature_stats([v.visual for v in trainset.videos.values()])
         a_mean, a_std = data.feature_stats([v.audio for v in trainset.videos.values()])
         with torch.no_grad():
@@ -166,11 +148,9 @@ class WindowJob(engine.Job):
         if rank == 0:
             log(f"training {cfg.arch}: {len(trainset.items)} windows from {len(trainset.videos)} videos"
                 + ("" if task is tasks.EXPR else f" ({task.title})"))
-            if task is tasks.EXPR:
-                log("class counts in training windows: " + ", ".join(f"{c}={n}" for c, n in zip(CLASSES, self.counts)))
-            elif task is tasks.AU:
-                log("positive frames per AU in training windows: " + ", ".join(
-                    f"{c}={n}" for c, n in zip(task.columns, self.counts)))
+            line = task.describe_counts(self.counts)
+            if line:
+                log(line)
         return model
 
     def size(self):
@@ -183,20 +163,13 @@ class WindowJob(engine.Job):
 
     def loss(self, net, batch, key):
         out = net(batch["visual"], batch["audio"], batch["visual_mask"], batch["audio_mask"])
-        labels = batch["labels"]
-        if self.task is tasks.VA:
-            valid = int(((labels >= -1) & (labels <= 1)).all(dim=-1).sum())
-            return loss.ccc_loss(out, labels) * max(valid, 1), valid
-        if self.task is tasks.AU:
-            valid = int((labels >= 0).all(dim=-1).sum())
-            return loss.au_loss(out, labels, self.weights) * max(valid, 1), valid
-        valid = int((labels >= 0).sum())
-        return loss.focal_loss(out, labels, self.opts.gamma, self.weights) * max(valid, 1), valid
+        mean, valid = self.task.loss(out, batch["labels"], self.weights, self.opts.gamma)
+        return mean * max(valid, 1), valid
 
     def validate(self, model, device, autocast_dtype):
         if not self.val_videos:
             return None
-        k = self.opts.smooth_k if self.task is tasks.EXPR else None  # VA/AU: their own filters
+        k = self.opts.smooth_k if self.task is tasks.EXPR else None  # -k is EXPR's; the others: their own filters
         return validate(model, self.val_videos, k, device, autocast_dtype, self.task)
 
     def fingerprint(self):
@@ -204,12 +177,31 @@ class WindowJob(engine.Job):
         return "|".join(parts)
 
     def summary(self):
-        weights = None if self.weights is None else self.weights.cpu().tolist()
-        if self.task is tasks.EXPR:
+        weights = _listed(self.weights)
+        if self.task is tasks.EXPR:  # as every EXPR model file has it
             return {"class_counts": self.counts.tolist(), "class_weights": weights}
         if self.task is tasks.AU:
             return {"task": "au", "au_positives": self.counts.tolist(), "au_pos_weights": weights}
-        return {"task": "va"}
+        if self.task is tasks.VA:
+            return {"task": "va"}
+        return {"task": self.task.name, "counts": self.counts, "weights": weights}
+
+
+def _to_device(weights, device):
+    """A track's loss weights (numpy, a dict of them, or None) as float32 tensors on `device`."""
+    if weights is None:
+        return None
+    if isinstance(weights, dict):
+        return {k: v if k == "tasks" else _to_device(v, device) for k, v in weights.items()}
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _listed(weights):
+    if weights is None:
+        return None
+    if isinstance(weights, dict):
+        return {k: v if k == "tasks" else _listed(v) for k, v in weights.items()}
+    return weights.cpu().tolist()
 
 
 def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_after_steps=None,

@@ -101,16 +101,14 @@ def head_task(classes):
 def head_outputs(outputs, columns, task):
     """A head's raw outputs as the track's per-frame outputs: EXPR (N, 8) logits in ABAW order
     (head_logits), VA values through tanh (what it was trained through), AU logits as they are."""
-    import torch
-
-    if task.name == "expr":
+    if task.name == "expr":  # a still-image head may have 7 of the 8 classes: placed in ABAW's order
         return head_logits(outputs, columns)
-    return torch.tanh(outputs) if task.name == "va" else outputs
+    return task.activate(outputs)
 
 
 def fallback_outputs(task):
     """What a video without any face gets from a VA / AU head: VA (0, 0), AU logits of -10 (no AU)."""
-    return np.zeros(2) if task.name == "va" else np.full(task.outputs, -10.0)
+    return task.fallback_outputs()
 
 
 class HFImageExtractor:

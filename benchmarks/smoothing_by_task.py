@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from abawtools import data, formats, inference, scoring, smoothing, tasks, windows  # noqa: E402
+from abawtools import data, formats, inference, tasks, windows  # noqa: E402
 
 
 def make_set(root, task, rng, n, t_range=(300, 500), dv=16, da=8):
@@ -72,13 +72,13 @@ def main():
                                 log=lambda *a: None)
             videos = list(data.open_videos(rows_of(os.path.join(work, "val"))).values())
             outputs = [(v, inference.predict_video(model, v)) for v in videos]
-            default_k, default_method = smoothing.TASK_DEFAULTS[task.name]
+            default_k, default_method = task.default_filter
             print(f"{task.title}: score by filter length (default {default_method} k={default_k})")
             for method in ("median", "mean"):
                 scores = []
                 for k in kernels:
-                    pairs = [(v.vid, smoothing.smooth_task(task, out, k, method)[0], v.labels) for v, out in outputs]
-                    scores.append(scoring.score_task(task, pairs)["score"])
+                    pairs = [(v.vid, task.smooth(out, k, method)[0], v.labels) for v, out in outputs]
+                    scores.append(task.score(pairs)["score"])
                 print(f"  {method:6s} " + "  ".join(f"k={k}: {s:.4f}" for k, s in zip(kernels, scores)))
 
 

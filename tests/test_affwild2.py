@@ -225,7 +225,7 @@ def test_tracks_page_as_written(tree):
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tree, env=tool_env(), capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "valence in [" in proc.stderr and "positives: AU1=" in proc.stderr
+    assert "valence in [" in proc.stderr and "positive frames per AU in windows: AU1=" in proc.stderr
     # VA: score's number is the mean CCC of an independent computation over the annotated frames
     val = tree / VA_LABELS / "Validation_Set"
     va = json.loads(abaw("score", "--pred-dir", tree / "va-pred" / "val", "--label-dir", val).stdout)

@@ -126,7 +126,7 @@ def test_a_track_end_to_end_learns_its_planted_signal(tmp_path, name):
         result = invoke("window", "--visual-dir", d / "visual", "--audio-dir", d / "audio", "--label-dir",
                         d / "labels", "-W", "32", "-S", "8", "--max-invalid", "1" if split == "val" else "0.25",
                         "-o", tmp_path / f"{split}.csv")
-        assert ("valence in [" if name == "va" else "positives: AU1=") in result.stderr
+        assert ("valence in [" if name == "va" else "positive frames per AU in windows: AU1=") in result.stderr
     result = invoke("train", tmp_path / "train.csv", "--val", tmp_path / "val.csv", "-o", tmp_path / "m.safetensors",
                     "--epochs", "12" if name == "va" else "25", "--lr", "3e-3", "--d-model", "32", "--layers", "1", "--heads", "4",
                     "--batch-size", "16", "--warmup", "0")

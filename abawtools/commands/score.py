@@ -86,9 +86,9 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_threshold
                         f"{task.invalid:g}")
     if tune_thresholds:
         pairs = _tune(task, pairs, tune_thresholds)
-    result = scoring.score_task(task, [(v, p, t) for v, p, t, _ in pairs])
+    result = task.score([(v, p, t) for v, p, t, _ in pairs])
     result.update(unmatched)
-    text = scoring.format_json(result) + "\n" if fmt == "json" else scoring.format_task_table(result)
+    text = scoring.format_json(result) + "\n" if fmt == "json" else task.table(result)
     if output == "-":
         click.echo(text, nl=False)
     else:

@@ -74,7 +74,7 @@ def cli(inputs, output, kernel, method, fmt, thresholds, allow_missing, template
         if au_thresholds is not None and task is not tasks.AU:
             raise click.UsageError("--thresholds are AU thresholds; these outputs are " + task.name.upper() + "'s")
         try:
-            return (task, *smoothing.smooth_task(task, outputs, kernel, method, au_thresholds))
+            return (task, *task.smooth(outputs, kernel, method, au_thresholds))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--method") from None
 
