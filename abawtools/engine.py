@@ -377,8 +377,10 @@ class _Run:
             if result is not None:
                 if "macro_f1" in result:  # EXPR (and finetune): the names 0.2.0 wrote
                     record.update(val_macro_f1=result["macro_f1"], val_accuracy=result["accuracy"])
-                else:  # VA: mean CCC; AU: mean F1
+                else:  # VA: mean CCC; AU: mean F1; multi-task: P_MTL, and its three parts
                     record.update(val_score=result["score"], val_task=result["task"])
+                    if "parts" in result:
+                        record.update(val_parts=result["parts"])
                 if self.best is None or val_score(record) > val_score(self.best):
                     self.best = dict(record)
                     self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
@@ -391,7 +393,9 @@ class _Run:
             self.log(f"epoch {record['epoch']}/{opts.epochs}: loss {record['loss']:.4f}, {rate:.0f} {job.unit}/s"
                      + (f", val macro F1 {record['val_macro_f1']:.4f} acc {record['val_accuracy']:.4f}"
                         if "val_macro_f1" in record else "")
-                     + (f", val {score_name(record)} {record['val_score']:.4f}" if "val_score" in record else ""))
+                     + (f", val {score_name(record)} {record['val_score']:.4f}" if "val_score" in record else "")
+                     + (" (" + ", ".join(f"{k.upper()} {v:.4f}" for k, v in record["val_parts"].items()) + ")"
+                        if "val_parts" in record else ""))
         self.epoch += 1
         self.batch_in_epoch, self.loss_sum = 0, 0.0
         self.save_checkpoint()
@@ -417,7 +421,7 @@ def val_score(record):
 
 
 def score_name(record):
-    return {"va": "mean CCC", "au": "mean AU F1"}.get(record.get("val_task"), "macro F1")
+    return {"va": "mean CCC", "au": "mean AU F1", "mtl": "P_MTL"}.get(record.get("val_task"), "macro F1")
 
 
 def _save_atomically(obj, path):

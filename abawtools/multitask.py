@@ -29,6 +29,7 @@ class Head:
     task: Task  # the single track this head is
     out: slice  # its columns of the 22 outputs
     lab: object  # its label columns: a slice, or one column (the expression)
+    filter: tuple = None  # its default (k, method) in `smooth`, when not its track's (see MultiTask.smooth)
 
     def labels(self, labels):
         """This head's labels out of (..., 15) multi-task labels, in its track's own layout."""
@@ -97,15 +98,19 @@ class MultiTask(Task):
         return self._per_head(outputs, lambda h, part: h.task.predict(part, thresholds if h.task.name == "au" else None))
 
     def smooth(self, outputs, k=None, method=None, thresholds=None):
-        """Each head's slice with its track's filter (-k: that length for every head, each with its
-        own method); the smoothed outputs side by side."""
+        """Each head's slice with its default filter (-k: that length for every head, each with its
+        own method); the smoothed outputs side by side. The heads' defaults are their tracks'
+        (EXPR median 11, AU median 7) but VA's: a mean over 7 frames, not 101, because
+        s-Aff-Wild2's selected frames have gaps on the timeline that a long filter reaches across
+        (measured on the fake tree: docs/multitask.md)."""
         if method is not None:
             raise ValueError("multi-task outputs are smoothed per head with each track's method; give -k only")
         outputs = np.asarray(outputs, np.float32)
         smoothed = np.empty_like(outputs)
         preds = np.empty((len(outputs), len(self.columns)), np.float32)
         for head in self.heads:
-            pred, part = head.task.smooth(outputs[:, head.out], k, None, thresholds if head.task.name == "au" else None)
+            hk, hm = (k, None) if k else (head.filter or head.task.default_filter)
+            pred, part = head.task.smooth(outputs[:, head.out], hk, hm, thresholds if head.task.name == "au" else None)
             smoothed[:, head.out] = part
             preds[:, head.lab] = pred
         return preds, smoothed
@@ -127,6 +132,7 @@ class MultiTask(Task):
         for head in self.heads:
             parts[head.task.name] = head.task.score([(v, head.labels(p), head.labels(t)) for v, p, t in pairs])
         return {"task": "mtl", "score": float(sum(p["score"] for p in parts.values())),
+                "parts": {name: p["score"] for name, p in parts.items()},
                 "frames": {name: p["frames"] for name, p in parts.items()}, "videos": len(pairs), **parts}
 
     def table(self, result):

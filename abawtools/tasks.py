@@ -228,7 +228,7 @@ AU = AuTask("au", "Action Units", AU_NAMES, len(AU_NAMES), -1, (7, "median"))
 
 # the multi-task challenge's three heads, in the order of its files: valence, arousal, expression, AUs
 MTL = MultiTask("mtl", "Multi-Task", ("valence", "arousal", "expression", *AU_NAMES), 22, -1, (0, "per head"),
-                heads=(Head(VA, slice(0, 2), slice(0, 2)), Head(EXPR, slice(2, 10), 2),
+                heads=(Head(VA, slice(0, 2), slice(0, 2), (7, "mean")), Head(EXPR, slice(2, 10), 2),
                        Head(AU, slice(10, 22), slice(3, 15))))
 TASKS = {t.name: t for t in (EXPR, VA, AU, MTL)}
 _BY_OUTPUTS = {t.outputs: t for t in TASKS.values()}

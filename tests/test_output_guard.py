@@ -133,7 +133,7 @@ def test_writing_beside_the_inputs_is_still_fine(files, invoke_ok=None):
     assert (files / "labels" / "new.txt").exists()
 
 
-NOT_PATHS = {"shard", "device", "weights"}  # strings that never name a file
+NOT_PATHS = {"shard", "device", "weights", "task_weights"}  # strings that never name a file
 
 
 def test_every_path_parameter_of_every_command_is_an_input_or_an_output():

@@ -23,7 +23,7 @@ READS = {
     "extract-visual": ("inputs", "model", "like", "like_dir", "like_template"),
     "extract-audio": ("inputs", "model"),
     "align": ("inputs", "like", "like_dir", "like_template", "video_dir"),
-    "window": ("visual_dir", "audio_dir", "label_dir", "visual_old", "audio_old", "label_old", "annotations"),
+    "window": ("visual_dir", "audio_dir", "label_dirs", "visual_old", "audio_old", "label_old", "annotations"),
     "train": ("manifest", "val"),
     "infer": ("model_paths", "visual", "audio", "visual_dir", "audio_dir", "like_dir", "like_template"),
     "smooth": ("inputs", "template", "thresholds"),

@@ -1,4 +1,5 @@
-"""abaw infer: a video's visual + aligned audio features -> frame-level logits (T, 8)."""
+"""abaw infer: a video's visual + aligned audio features -> frame-level outputs: EXPR logits (T, 8),
+VA (T, 2), AU logits (T, 12), multi-task (T, 22)."""
 
 import click
 
@@ -18,7 +19,8 @@ from abawtools.commands import _common
 @click.option("--visual-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Many videos: every ID.npy here (with --audio-dir), one OUT/ID.npy each.")
 @click.option("--audio-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Aligned audio for --visual-dir; ID_left/ID_right fall back to ID.npy.")
+              help="Aligned audio for --visual-dir; ID_left/ID_right fall back to ID.npy. Leave it out for a model "
+              "trained without audio (s-Aff-Wild2).")
 @click.option("-o", "--output", default="-", show_default=True, metavar="LOGITS.npy|-|FOLDER")
 @click.option("-W", "--window", type=click.IntRange(min=1), default=None, help="Window (default: the model's, 64).")
 @click.option("-S", "--stride", type=click.IntRange(min=1), default=None, help="Stride (default: the model's, 8).")
@@ -63,8 +65,6 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
 
     if bool(visual) == bool(visual_dir):
         raise click.UsageError("give --visual (one video) or --visual-dir (many)")
-    if visual_dir and not audio_dir:
-        raise click.UsageError("--visual-dir needs --audio-dir")
     if (like_dir or like_template) and not visual_dir:
         raise click.UsageError("--like-dir / --like-template select videos of --visual-dir")
     weights = _weights(weights, len(model_paths))
@@ -110,7 +110,7 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
             elif like is not None and formats.npy_rows(v_path) < like:
                 raise AbawError(f"{vid}: visual features {v_path} have {formats.npy_rows(v_path)} frames, the "
                                 f"template lists frame {like}: extract with --like-template")
-            a = formats.find_for_video(audio_dir, vid, ".npy")
+            a = formats.find_for_video(audio_dir, vid, ".npy") if audio_dir else None
             plan.append((v_path, os.path.join(output, vid + ".npy"), a))
         plan = _common.apply_shard(plan, _common.resolve_shard(shard), lambda item: _common.npy_frames(item[0]))
     formats.check_not_input([item[1] for item in plan], [*model_paths, *(p for item in plan for p in (item[0], item[2]))])
@@ -118,7 +118,7 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
     progress = _common.Progress(len(plan), "infer", unit="videos") if len(plan) > 1 else None
     for v_path, out, a_path in plan:
         video = data.Video(formats.video_id(v_path), v_path, a_path, audio_dim=model.cfg.audio_dim)
-        if visual_dir and a_path is None:  # said by the task that runs this video, not by every task
+        if audio_dir and a_path is None:  # said by the task that runs this video, not by every task
             _common.log(f"warning: {video.vid}: no audio features in {audio_dir}; audio treated as missing")
         if video.dims != (model.cfg.visual_dim, model.cfg.audio_dim):
             raise AbawError(f"{video.vid}: features are {video.dims[0]} + {video.dims[1]} dims, the model expects "

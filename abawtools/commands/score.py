@@ -13,6 +13,9 @@ from abawtools.errors import AbawError, few
 @click.option("--label-dir", type=click.Path(exists=True, file_okay=False), help="Folder of ID.txt annotations.")
 @click.option("--submission", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="An ABAW submission CSV (`-`: stdin).")
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False),
+              help="Multi-task labels: an s-Aff-Wild2 annotation file (image,valence,arousal,expression,aus), "
+              "instead of --label-dir; the score is P_MTL.")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
               help="Where the scores go (written whole and renamed into place: make never sees half a file).")
@@ -25,7 +28,7 @@ from abawtools.errors import AbawError, few
 @click.option("--allow-missing", is_flag=True,
               help="Score the videos that have a prediction even when some labelled ones have none (listed "
               "under unmatched_labels); without it that is an error, since the score would not be the split's.")
-def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_thresholds, allow_missing):
+def cli(pair, pred_dir, label_dir, submission, annotations, fmt, output, plot, tune_thresholds, allow_missing):
     """Score predictions as the challenge does, all annotated frames pooled: EXPR the unweighted
     mean F1 over the 8 classes, VA the mean of the CCC of valence and arousal, AU the mean binary
     F1 over the 12 AUs. The track follows from the label files' header; JSON has "task", "score"
@@ -53,8 +56,12 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_threshold
         raise click.UsageError("give exactly one of: PRED LABELS, --pred-dir with --label-dir, --submission with --label-dir")
     if pair and len(pair) != 2:
         raise click.UsageError("PRED LABELS takes exactly two paths")
-    if (pred_dir or submission) and not label_dir:
-        raise click.UsageError("--pred-dir and --submission need --label-dir")
+    if (pred_dir or submission) and not (label_dir or annotations):
+        raise click.UsageError("--pred-dir and --submission need --label-dir (or --annotations)")
+    if label_dir and annotations:
+        raise click.UsageError("give --label-dir or --annotations, not both")
+    if annotations and pair:
+        raise click.UsageError("--annotations goes with --pred-dir or --submission")
 
     from abawtools.commands._common import check_output_dir
 
@@ -69,9 +76,10 @@ def cli(pair, pred_dir, label_dir, submission, fmt, output, plot, tune_threshold
     if pair:
         pairs, unmatched = [_load_pair(*pair, named)], {}
     elif pred_dir:
-        pairs, unmatched = _load_dirs(pred_dir, label_dir, named)
+        pairs, unmatched = _load_dirs(pred_dir, _truths(label_dir, annotations), named)
     else:
-        pairs, unmatched = _load_submission(submission, label_dir, named)
+        pairs, unmatched = _load_submission(submission, _truths(label_dir, annotations), named)
+    label_dir = label_dir or annotations
     from abawtools import tasks
 
     task = tasks.one_task(named, "predictions and labels")
@@ -106,15 +114,24 @@ def _check_length(vid, pred, truth):
     formats.check_length(vid, "the prediction", len(pred), len(truth))
 
 
-def _load_pair(pred_path, label_path, named):
+def _load_pair(pred_path, label_path, named, truth_of=None):
     """(video, prediction, truth, prediction file); a prediction of another track than its labels
-    (a VA model's outputs against AU labels) is one error naming both."""
-    from abawtools import formats
+    (a VA model's outputs against AU labels) is one error naming both; multi-task outputs against
+    one track's labels are scored on that track's head. truth_of: the labels, when they come from
+    an s-Aff-Wild2 file (label_path names it and the video)."""
+    from abawtools import annotations, formats, tasks
 
     if pred_path == "-" and label_path == "-":
         raise click.UsageError("only one of PRED and LABELS can be stdin")
     pred_task, pred, outputs = formats.read_prediction_outputs(pred_path)
-    task, truth = formats.read_annotation(label_path)
+    task, truth = truth_of() if truth_of else formats.read_annotation(label_path)
+    if pred_task is tasks.MTL and task is not tasks.MTL:  # a multi-task model's outputs, scored on one track
+        head = next(h for h in tasks.MTL.heads if h.task is task)
+        pred = head.labels(pred)
+        outputs = None if outputs is None else outputs[:, head.out]
+        pred_task = task
+    if task is tasks.MTL and len(pred) > len(truth):  # s-Aff-Wild2: frames after the last listed one
+        truth = annotations.pad(truth, len(pred))
     if pred_task is not task:
         raise AbawError(f"{pred_path} holds {pred_task.title} ({pred_task.name.upper()}) predictions, {label_path} "
                         f"{task.title} ({task.name.upper()}) labels: score each track against its own labels")
@@ -138,6 +155,23 @@ def _check_marks(task, pred, truth, pred_path, label_path):
                         f"{label_path} annotates it ({bad.size} such frame(s)): predict a value for every frame")
 
 
+def _truths(label_dir, annotations):
+    """{video: (name, () -> (task, labels))}: a label folder's files, or an s-Aff-Wild2 file's videos."""
+    if annotations:
+        from abawtools import annotations as mtl_labels
+        from abawtools import tasks
+        from abawtools.commands._common import log
+
+        videos, notes = mtl_labels.read_file(annotations)
+        for note in notes:
+            log(f"note: {note}")
+        return {vid: (f"{annotations}::{vid}", lambda labels=labels: (tasks.MTL, labels))
+                for vid, labels in videos.items()}
+    from abawtools import formats
+
+    return {vid: (path, lambda path=path: formats.read_annotation(path)) for vid, path in _label_files(label_dir).items()}
+
+
 def _label_files(label_dir):
     import os
 
@@ -156,12 +190,11 @@ def _report_unmatched(pred_only, label_only, what):
     return {"unmatched_predictions": pred_only, "unmatched_labels": label_only}
 
 
-def _load_dirs(pred_dir, label_dir, named):
+def _load_dirs(pred_dir, truths, named):
     import os
 
     from abawtools import formats
 
-    labels = _label_files(label_dir)
     preds = {}
     for f in sorted(os.listdir(pred_dir)):
         if f.endswith((".txt", ".npy")):
@@ -169,38 +202,41 @@ def _load_dirs(pred_dir, label_dir, named):
             if vid in preds:
                 raise AbawError(f"{pred_dir}: both {vid}.txt and {vid}.npy exist; keep one")
             preds[vid] = os.path.join(pred_dir, f)
-    common = sorted(set(preds) & set(labels))
+    common = sorted(set(preds) & set(truths))
     if not common:
-        raise AbawError(f"no video name is in both {pred_dir} and {label_dir}")
-    pairs = [_load_pair(preds[v], labels[v], named) for v in common]
-    unmatched = _report_unmatched(sorted(set(preds) - set(labels)), sorted(set(labels) - set(preds)), "prediction(s)")
+        raise AbawError(f"no video name is in both {pred_dir} and the labels")
+    pairs = [_load_pair(preds[v], truths[v][0], named, truths[v][1]) for v in common]
+    unmatched = _report_unmatched(sorted(set(preds) - set(truths)), sorted(set(truths) - set(preds)), "prediction(s)")
     return pairs, unmatched
 
 
-def _load_submission(submission, label_dir, named):
-    from abawtools import formats
-
-    labels = _label_files(label_dir)
+def _load_submission(submission, truths, named):
+    from abawtools import annotations
     from abawtools import submission as submissions
 
     named[submission], sub = submissions.read_submission_task(submission)
-    common = sorted(set(sub) & set(labels))
+    common = sorted(set(sub) & set(truths))
     if not common:
-        raise AbawError(f"no video of {submission} has a label file in {label_dir}")
+        raise AbawError(f"no video of {submission} has labels")
     pairs = []
     for vid in common:
-        task, truth = formats.read_annotation(labels[vid])
-        named[labels[vid]] = task
+        name, read = truths[vid]
+        task, truth = read()
+        named[name] = task
         if task is not named[submission]:
-            raise AbawError(f"{submission} is a {named[submission].name.upper()} submission, {labels[vid]} "
+            raise AbawError(f"{submission} is a {named[submission].name.upper()} submission, {name} "
                             f"{task.name.upper()} labels: score each track against its own labels")
         pred = sub[vid]
+        if len(pred) < len(truth) and not task.valid(truth[len(pred):]).any():
+            truth = truth[: len(pred)]  # the labels' last frames are unannotated: nothing to submit there
+        if task.name == "mtl" and len(pred) > len(truth):
+            truth = annotations.pad(truth, len(pred))
         _check_length(vid, pred, truth)
         missing = int((~task.valid(pred) & task.valid(truth)).sum())
         if missing:
             raise AbawError(f"{vid}: {missing} labelled frame(s) are missing from {submission}")
         pairs.append((vid, pred, truth, (submission, None)))
-    unmatched = _report_unmatched(sorted(set(sub) - set(labels)), sorted(set(labels) - set(sub)), "submitted video(s)")
+    unmatched = _report_unmatched(sorted(set(sub) - set(truths)), sorted(set(truths) - set(sub)), "submitted video(s)")
     return pairs, unmatched
 
 

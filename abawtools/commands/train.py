@@ -36,6 +36,9 @@ from abawtools.commands import _common
 @click.option("--beta", default=0.9999, show_default=True, type=_common.Finite(0, 1, max_open=True),
               help="Effective-number beta for class weights (§4.4; 0.9999 as in Cui et al. 2019).")
 @click.option("--no-class-weights", is_flag=True, help="Plain focal loss, no class weights.")
+@click.option("--task-weights", default="1,1,1", show_default=True, metavar="VA,EXPR,AU",
+              help="Multi-task: the weights of the three masked losses in their sum (equal: the organisers' "
+              "multi-task baseline; docs/multitask.md).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1),
               help="Authors' train.py (the paper gives none).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
@@ -54,7 +57,7 @@ from abawtools.commands import _common
 @_common.run_options(patience=0, checkpoint_every=0)
 def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_dropout, cross_ffn, gate,
         zero_faceless, activation, fusion_lambda,
-        audio_context, gamma, beta, no_class_weights, epochs, batch_size, accumulate, lr, weight_decay, warmup,
+        audio_context, gamma, beta, no_class_weights, task_weights, epochs, batch_size, accumulate, lr, weight_decay, warmup,
         patience, checkpoint_every, seed,
         smooth_k, smooth_k_old, device, dtype, no_bf16, resume_dir, threads, stop_after_steps):
     """Train the dual-branch network (or the MLP baseline) on windows cut on the fly.
@@ -91,6 +94,13 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
         raise click.BadParameter(str(exc), param_hint="--kernel") from None
     if d_model % heads:
         raise click.BadParameter(f"--d-model {d_model} must be divisible by --heads {heads}", param_hint="--d-model")
+    try:
+        shares = tuple(float(w) for w in task_weights.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or not all(0 <= w < float("inf") for w in shares) or not any(shares):
+        raise click.BadParameter(f"{task_weights!r}: three weights >= 0 (VA, EXPR, AU), not all 0",
+                                 param_hint="--task-weights")
     if threads:
         torch.set_num_threads(threads)
     from abawtools.commands._common import check_output_dir
@@ -108,7 +118,7 @@ def cli(manifest, val, output, arch, d_model, layers, heads, dropout, modality_d
                       cross_ffn=cross_ffn, gate=gate, zero_faceless=zero_faceless, activation=activation)
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr=lr,
                         weight_decay=weight_decay, warmup=warmup, gamma=gamma, beta=beta,
-                        class_weights=not no_class_weights, seed=seed, smooth_k=smooth_k, device=device,
+                        class_weights=not no_class_weights, task_weights=shares, seed=seed, smooth_k=smooth_k, device=device,
                         dtype="fp32" if no_bf16 else dtype, patience=patience, checkpoint_every=checkpoint_every)
     checkpoint_dir = resume_dir or output + ".ckpt"
     try:
