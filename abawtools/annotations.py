@@ -11,7 +11,7 @@
 
 A window manifest names a video's labels by a reference `labels` column: a plain annotation file
 (one track), `FILE::VIDEO` (a video of an s-Aff-Wild2 file) or `A|B|C` (one video's files of
-several tracks, joined); read_ref reads any of them.
+several tracks, joined; `A|` when one track alone names the video); read_ref reads any of them.
 """
 
 import os
@@ -42,8 +42,9 @@ def read_ref(ref, frames=None):
         if frames is not None and frames > len(labels):
             labels = pad(labels, frames)
         return tasks.MTL, labels
-    if "|" in ref:
-        return tasks.MTL, join([formats.read_annotation(p) for p in ref.split("|")], ref.split("|"), frames)
+    if "|" in ref:  # `A|B|C`, or `A|` for a video that one track alone names
+        paths = [p for p in ref.split("|") if p]
+        return tasks.MTL, join([formats.read_annotation(p) for p in paths], paths, frames)
     return formats.read_annotation(ref)
 
 

@@ -20,13 +20,13 @@ def make_tree(root, seed=0, train=("10-30-1920x1080", "11-24-1280x720", "12_left
          validation_set_annotations.txt  selected frame, -5 / -1 where a task is not annotated
                                           (about a third of the frames carry all three), one
                                           line repeated exactly (as teams report)
-         MTL.txt                          the test list: `VIDEO/00001.jpg,` per test frame, no header
+         MTL.txt                          the test list: a line `image`, then `VIDEO/00001.jpg,` per test frame
     No videos and no audio, as the challenge ships it. The features carry the planted signal of
     the Aff-Wild2 tree (each expression has its VA point and AU pattern)."""
     rng = np.random.default_rng(seed)
     face = demo.load_face()
     overlays = [demo.expression_overlay(face, c) for c in range(8)]
-    files = {TRAIN: [HEADER], VAL: [HEADER], TEST: []}
+    files = {TRAIN: [HEADER], VAL: [HEADER], TEST: ["image"]}
     truth = {}
     for name, ids in ((TRAIN, train), (VAL, val), (TEST, test)):
         for vid in ids:

@@ -131,7 +131,8 @@ def _sources(label_dirs, annotations):
             _common.log(f"note: {note}")
         return [(vid, f"{annotations}::{vid}", annotations) for vid in sorted(videos)]
     if len(label_dirs) > 1:
-        return [(vid, "|".join(files), files[0]) for vid, files in sorted(mtl_labels.track_folders(label_dirs).items())]
+        return [(vid, "|".join(files) + ("|" if len(files) == 1 else ""), files[0])
+                for vid, files in sorted(mtl_labels.track_folders(label_dirs).items())]
     files = sorted(f for f in os.listdir(label_dirs[0]) if f.endswith(".txt"))
     if not files:
         raise AbawError(f"{label_dirs[0]}: no .txt label files")
@@ -152,7 +153,7 @@ def _absolute(ref):
     if "::" in ref:
         path, vid = ref.rsplit("::", 1)
         return f"{os.path.abspath(path)}::{vid}"
-    return "|".join(os.path.abspath(p) for p in ref.split("|"))
+    return "|".join(os.path.abspath(p) if p else "" for p in ref.split("|"))
 
 
 def _say_labels(task, labelled, log):
