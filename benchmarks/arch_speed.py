@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from train_memory import matmul_gflops  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from abawtools import data, inference  # noqa: E402
+from abawtools import data, inference, tasks  # noqa: E402
 from abawtools.model import ModelConfig, build_model  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def step(model, opt, batch, y):
 
 class FakeVideo:
     def __init__(self, T, dv, da, rng):
-        self.vid, self.frames = "bench", T
+        self.vid, self.frames, self.task = "bench", T, tasks.EXPR
         self.visual = rng.normal(size=(T, dv)).astype(np.float16)
         self.visual[rng.random(T) < 0.1] = np.nan
         self.audio = rng.normal(size=(T, da)).astype(np.float16)

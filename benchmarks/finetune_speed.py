@@ -77,8 +77,9 @@ def main():
                                      intermediate_size=1536, image_size=224, patch_size=16))
     model = BackboneClassifier(vit_s, feature_dim(vit_s, spec), 8)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = visual.normalize(batch[:16], spec)
-    y = torch.randint(0, 8, (16,))
+    n = min(16, len(batch))  # batch 16, or every image when --images is smaller
+    x = visual.normalize(batch[:n], spec)
+    y = torch.randint(0, 8, (n,))
     model.train()
     torch.nn.functional.cross_entropy(model(x), y).backward()
     t = time.perf_counter()
@@ -86,7 +87,7 @@ def main():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    step_rate = 16 * args.steps / (time.perf_counter() - t)
+    step_rate = n * args.steps / (time.perf_counter() - t)
     tokens = (224 // 16) ** 2 + 1
 
     def vit_flops(d, layers, mlp):  # forward multiply-adds x 2, per image
