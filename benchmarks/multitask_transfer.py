@@ -91,8 +91,8 @@ def main():
         train = {t: f"{root}/{t}/Train_Set" for t in tracks}
         val = {t: f"{root}/{t}/Validation_Set" for t in tracks}
         for seed in range(args.seeds):
-            single = {t: run(root, [train[t]], [val[t]], t, args, seed)[t] for t in tracks}
-            multi = run(root, list(train.values()), list(val.values()), "mtl", args, seed)
+            single = {t: run(root, [train[t]], [val[t]], f"{t}-{seed}", args, seed)[t] for t in tracks}
+            multi = run(root, list(train.values()), list(val.values()), f"mtl-{seed}", args, seed)
             print(f"seed {seed}: {'task':6s} {'single':>7s} {'multi':>7s}")
             for t in tracks:
                 print(f"        {t.upper():6s} {single[t]:7.4f} {multi[t]:7.4f}")
