@@ -246,3 +246,46 @@ def test_the_full_affwild2_block_as_written(tmp_path):
     result = json.loads(invoke("score", "--pred-dir", pred, "--label-dir",
                                os.path.join(root, VA_LABELS, "Validation_Set")).stdout)
     assert result["task"] == "va" and result["score"] > 0.2
+
+
+def test_au_thresholds_are_tuned_on_the_au_head_of_multi_task_outputs(tmp_path):
+    root, truth = saffwild2tree.make_tree(str(tmp_path / "s"), frames=(60, 90))
+    rng = np.random.default_rng(5)
+    out = tmp_path / "out"
+    out.mkdir()
+    for vid, (labels, selected) in truth.items():
+        T = int(np.flatnonzero(selected)[-1]) + 1
+        o = rng.normal(size=(T, 22)).astype(np.float32)
+        o[:, :2] = np.tanh(o[:, :2])
+        o[:, 10:] += np.where(labels[:T, 3:] == 1, 1.5, 0) - 0.8  # AU logits that carry the labels, off-centre
+        np.save(out / f"{vid}.npy", o)
+    val = os.path.join(root, saffwild2tree.VAL)
+    result = json.loads(invoke("score", "--pred-dir", out, "--annotations", val, "--tune-thresholds",
+                               tmp_path / "th.json", "--allow-missing").stdout)
+    chosen = json.load(open(tmp_path / "th.json"))["thresholds"]
+    # independently: each AU's F1 of the AU logits at its tuned threshold, annotated frames pooled
+    videos, _ = annotations.read_file(val)
+    logits = np.concatenate([np.load(out / f"{v}.npy")[:, 10:] for v in sorted(videos)])
+    labels = np.concatenate([videos[v][: len(np.load(out / f"{v}.npy")), 3:] for v in sorted(videos)])
+    ok = (labels >= 0).all(axis=1)
+    f1 = [_f1(labels[ok, i] == 1, 1 / (1 + np.exp(-logits[ok, i])) >= chosen[n]) for i, n in enumerate(tasks.AU_NAMES)]
+    assert result["parts"]["au"] == pytest.approx(np.mean(f1), abs=1e-6)
+    # smooth applies them to the AU head of the same outputs
+    invoke("smooth", *sorted(out.glob("*.npy")), "--thresholds", tmp_path / "th.json", "--format", "submission",
+           "--template", os.path.join(root, saffwild2tree.TEST), "-o", tmp_path / "sub.csv")
+    assert open(tmp_path / "sub.csv").readline().strip() == "image,valence,arousal,expression,aus"
+
+
+@pytest.mark.slow
+def test_the_makefile_runs_the_multi_task_challenge(tmp_path):
+    root, _ = saffwild2tree.make_tree(str(tmp_path / "s"))
+    args = ["make", "-s", "-f", os.path.join(ROOT, "examples", "Makefile"), "-j2", "TASK=mtl",
+            "TRAIN_FLAGS=--epochs 4 --lr 1e-3", "all", "submission"]
+    proc = subprocess.run(args, cwd=root, env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("P_MTL ")
+    listed = open(os.path.join(root, saffwild2tree.TEST)).read().splitlines()[1:]
+    sub = open(os.path.join(root, "work", "mtl", "submission.csv")).read().splitlines()
+    assert [r.split(",")[0] for r in sub[1:]] == [r.split(",")[0] for r in listed]
+    again = subprocess.run(args, cwd=root, env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert "extract-visual" not in again.stderr and "epoch" not in again.stderr  # nothing redone

@@ -249,20 +249,24 @@ def _tune(task, pairs, out):
 
     from abawtools import formats, scoring, tasks
 
-    if task is not tasks.AU:
+    if task not in (tasks.AU, tasks.MTL):
         raise click.UsageError(f"--tune-thresholds is for AU predictions; these are {task.name.upper()}'s")
+    # the AU logits and labels: all of an AU model's, the AU head's of a multi-task one
+    head = next((h for h in tasks.MTL.heads if h.task is tasks.AU), None) if task is tasks.MTL else None
+    au_of = (lambda a: a[:, head.out]) if head else (lambda a: a)
+    labels_of = head.labels if head else (lambda t: t)
     raw = []
     for _, _, _, (path, outputs) in pairs:
         if outputs is None:
             raise click.UsageError(f"--tune-thresholds needs AU logits (NPY), not {path}: a file of 0/1 has no "
                                    "threshold to tune")
         raw.append(outputs)
-    valid = [task.valid(t) for _, _, t, _ in pairs]
-    logits = np.concatenate([r[v] for r, v in zip(raw, valid)])
-    truth = np.concatenate([t[v] for (_, _, t, _), v in zip(pairs, valid)]) == 1
+    valid = [tasks.AU.valid(labels_of(t)) for _, _, t, _ in pairs]
+    logits = np.concatenate([au_of(r)[v] for r, v in zip(raw, valid)])
+    truth = np.concatenate([labels_of(t)[v] for (_, _, t, _), v in zip(pairs, valid)]) == 1
     grid = np.round(np.arange(0.1, 0.91, 0.1), 2)
     chosen, at_half, tuned, ties = {}, {}, {}, []
-    for i, name in enumerate(task.columns):
+    for i, name in enumerate(tasks.AU_NAMES):
         f1s = np.array([scoring.binary_f1(truth[:, i], logits[:, i] >= tasks.logit(g))[0] for g in grid])
         best = scoring.choose_threshold(grid, f1s)
         if (f1s >= f1s.max() - 1e-12).sum() > 1:
@@ -279,6 +283,6 @@ def _tune(task, pairs, out):
               "grid": grid.tolist(), "videos": len(pairs)}
     with formats.atomic_output(out, "w") as fh:
         fh.write(json.dumps(record, indent=2) + "\n")
-    thresholds = [chosen[n] for n in task.columns]
-    return [(vid, tasks.predict(task, r, thresholds), t, p) for (vid, _, t, p), r in zip(pairs, raw)]
+    thresholds = [chosen[n] for n in tasks.AU_NAMES]
+    return [(vid, task.predict(r, thresholds), t, p) for (vid, _, t, p), r in zip(pairs, raw)]
 

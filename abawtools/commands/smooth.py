@@ -71,7 +71,7 @@ def cli(inputs, output, kernel, method, fmt, thresholds, allow_missing, template
         task, outputs = formats.read_outputs(path)
         named[path] = task
         task = tasks.one_task(named, "the inputs")
-        if au_thresholds is not None and task is not tasks.AU:
+        if au_thresholds is not None and task not in (tasks.AU, tasks.MTL):
             raise click.UsageError("--thresholds are AU thresholds; these outputs are " + task.name.upper() + "'s")
         try:
             return (task, *task.smooth(outputs, kernel, method, au_thresholds))
