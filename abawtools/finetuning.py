@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,10 +232,14 @@ class FinetuneJob(engine.Job):
             # 7 classes (the static sets: six basic expressions + neutral) unless a source has Other
             self.classes = list(CLASSES if (self.index.label == 7).any() else CLASSES[:7])
             self.counts = self.index.counts(len(self.classes))
-        else:  # VA: (valence, arousal); AU: the 12 AUs, counted as positive frames
-            self.classes = list(self.task.columns)
-            rows = self.index.target[self.task.valid(self.index.target)]
-            self.counts = (rows == 1).sum(axis=0).astype(np.int64) if self.task is tasks.AU else np.zeros(2, np.int64)
+        else:  # the track's outputs (VA: valence, arousal; AU: the 12 AUs; multi-task: the 22)
+            self.classes = list(self.task.output_names)
+            self.counts, self._weights = self.task.train_weights(
+                [(self.index.target, np.ones(len(self.index.target), np.int64))],
+                types.SimpleNamespace(class_weights=opts.class_weights != "none", beta=opts.beta,
+                                      task_weights=(1.0, 1.0, 1.0)))
+            if self.counts is None:  # VA: nothing to count
+                self.counts = np.zeros(2, np.int64)
         self.weights = None
         self.unreadable = 0
 
@@ -268,10 +273,9 @@ class FinetuneJob(engine.Job):
                 self.head_note = f"head rebuilt: {len(head[2])} classes -> {len(self.classes)}"
         if self.task is not tasks.EXPR and opts.balanced_sampling:
             raise AbawError("--balanced-sampling draws the EXPR classes evenly; it has no meaning for VA or AU labels")
-        w = class_weights(self.counts, opts.class_weights, opts.beta) if self.task is tasks.EXPR else None
-        if self.task is tasks.AU and opts.class_weights != "none":  # negatives / positives per AU, capped at 10
-            w = loss.au_pos_weights(self.counts, int(self.task.valid(self.index.target).sum()))
-        self.weights = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
+        # EXPR: --class-weights; the other tracks' own (AU: negatives / positives per AU, capped at 10)
+        w = class_weights(self.counts, opts.class_weights, opts.beta) if self.task is tasks.EXPR else self._weights
+        self.weights = loss.weights_on(w, device)
         self.dataset = ImageDataset(self.index, spec)
         if rank == 0:
             log(f"fine-tuning {self.base} ({type(backbone).__name__}, input {spec.size}x{spec.size}, "
@@ -311,7 +315,8 @@ class FinetuneJob(engine.Job):
     def batches(self, index_lists, device):
         for pixels, labels, ok, items in loader(self.dataset, index_lists, self.opts.workers, device):
             gone = ok if labels.dim() == 1 else ok[:, None]  # an unreadable image: its target is invalid
-            labels = torch.where(gone, labels, torch.full_like(labels, self.task.invalid))
+            fill = torch.as_tensor(np.broadcast_to(self.task.padding(), labels.shape[1:]).copy(), dtype=labels.dtype)
+            labels = torch.where(gone, labels, fill)
             yield {"pixels": pixels.to(device, non_blocking=True), "labels": labels.to(device), "ok": ok,
                    "items": items}
 
@@ -393,10 +398,13 @@ class FinetuneJob(engine.Job):
         return h.hexdigest()
 
     def summary(self):
+        if self.task is tasks.MTL:
+            return {"task": "mtl", "classes": self.classes, "counts": self.counts,
+                    "weights": loss.weights_listed(self.weights), "unreadable_images_skipped": self.unreadable}
         if self.task is not tasks.EXPR:
             return {"task": self.task.name, "classes": self.classes, "au_positives" if self.task is tasks.AU
-                    else "va": self.counts.tolist(), "weights": None if self.weights is None else
-                    self.weights.cpu().tolist(), "unreadable_images_skipped": self.unreadable}
+                    else "va": self.counts.tolist(), "weights": loss.weights_listed(self.weights),
+                    "unreadable_images_skipped": self.unreadable}
         return {"classes": self.classes, "class_counts": self.counts.tolist(),
                 "class_weights": None if self.weights is None else self.weights.cpu().tolist(),
                 "unreadable_images_skipped": self.unreadable}

@@ -70,7 +70,7 @@ class ImageIndex:
         self.warnings = list(warnings or [])  # what changes what is trained on, said by name
         # the track (abawtools.tasks): EXPR labels in `label`; VA / AU rows (n, 2 | 12) in `target`
         self.task = task or tasks.EXPR
-        self.target = None if target is None else np.asarray(target, np.float32).reshape(n, self.task.outputs)
+        self.target = None if target is None else np.asarray(target, np.float32).reshape((n,) + self.task.label_shape)
 
     def __len__(self):
         return len(self.label)
@@ -442,3 +442,49 @@ def affwild2(cropped, label_dir, every=1, validation=False):
                        dropped={k: v for k, v in dropped.items() if v}, videos=videos, warnings=warnings,
                        task=task, target=np.concatenate(target) if target else None)
     return _empty_check(index, f"--affwild2 {cropped} {label_dir}")
+
+
+def saffwild2(cropped, annotation_file, every=1, validation=False):
+    """--annotations CROPPED_ALIGNED FILE: s-Aff-Wild2's selected frames with their multi-task
+    labels (abawtools.annotations): every listed frame that has a jpg and at least one annotated
+    task; `validation` keeps every jpg of the listed videos, as `extract-visual --logits` sees them."""
+    from abawtools import annotations
+
+    _require(cropped, "cropped_aligned folder")
+    videos_labels, notes = annotations.read_file(_require(annotation_file, "annotation file"))
+    task = tasks.MTL
+    roots, root, rel, target, video, frame, videos, dropped = [], [], [], [], [], [], [], Counter()
+    warnings = list(notes)
+    for vid, labels in sorted(videos_labels.items()):
+        folder = os.path.join(cropped, vid)
+        names = {}
+        if os.path.isdir(folder):
+            layout = frames.numbered_frames(folder)
+            names = layout.files
+            if layout.note:
+                warnings.append(layout.note)
+        else:
+            dropped["video without a cropped_aligned folder"] += 1
+        if names and max(names) >= len(labels):
+            labels = annotations.pad(labels, max(names) + 1)  # jpgs past the last listed frame: unannotated
+        present = np.zeros(len(labels), bool)
+        present[list(names)] = True
+        annotated = task.valid(labels)
+        if not validation:
+            dropped["listed frame without a jpg"] += int((annotated & ~present).sum())
+        keep = np.flatnonzero(present if validation else annotated & present)
+        if every > 1 and not validation:
+            dropped[f"--every {every}"] += len(keep) - len(keep[::every])
+            keep = keep[::every]
+        roots.append(folder)
+        root.append(np.full(len(keep), len(roots) - 1, np.int32))
+        rel.append(np.array([os.fsencode(names[t]) for t in keep.tolist()], dtype=np.bytes_).reshape(len(keep)))
+        target.append(labels[keep])
+        video.append(np.full(len(keep), len(videos), np.int32))
+        frame.append(keep.astype(np.int32))
+        videos.append((vid, labels))
+    index = ImageIndex(f"s-Aff-Wild2 {annotation_file}", roots, np.concatenate(root), np.concatenate(rel),
+                       np.zeros(sum(len(k) for k in frame), np.int64), video=np.concatenate(video),
+                       frame=np.concatenate(frame), dropped={k: v for k, v in dropped.items() if v}, videos=videos,
+                       warnings=warnings, task=task, target=np.concatenate(target))
+    return _empty_check(index, f"--annotations {cropped} {annotation_file}")

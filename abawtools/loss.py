@@ -96,3 +96,22 @@ def au_pos_weights(positives, frames, cap=10.0):
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(positives > 0, negatives / positives, 1.0)
     return np.clip(w, 1.0, cap)
+
+
+def weights_on(weights, device):
+    """A track's loss weights (numpy, a dict of them for the multi-task heads, or None) as float32
+    tensors on `device`."""
+    if weights is None:
+        return None
+    if isinstance(weights, dict):
+        return {k: v if k == "tasks" else weights_on(v, device) for k, v in weights.items()}
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def weights_listed(weights):
+    """weights_on's tensors as lists (for a model's JSON summary)."""
+    if weights is None:
+        return None
+    if isinstance(weights, dict):
+        return {k: v if k == "tasks" else weights_listed(v) for k, v in weights.items()}
+    return weights.cpu().tolist()

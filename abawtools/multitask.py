@@ -51,6 +51,10 @@ class MultiTask(Task):
     def label_dtype(self):
         return np.float32
 
+    @property
+    def output_names(self):
+        return tuple(n for h in self.heads for n in h.task.output_names)
+
     def padding(self):
         row = np.empty(len(self.columns), np.float32)
         for head in self.heads:

@@ -47,6 +47,11 @@ class Task:
         return np.int64
 
     @property
+    def output_names(self):
+        """The names of the model's per-frame outputs (a fine-tuned head's classes)."""
+        return self.columns
+
+    @property
     def label_shape(self):
         """The shape of one frame's label: () for EXPR, (2,) VA, (12,) AU, (15,) MTL."""
         return (len(self.columns),)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from abawtools import data, engine, inference, tasks, windows
+from abawtools import data, engine, inference, loss, tasks, windows
 from abawtools.errors import AbawError, few
 from abawtools.model import build_model
 
@@ -137,7 +137,7 @@ class WindowJob(engine.Job):
                     "validation score is not held out")
         model = build_model(cfg)
         self.counts, weights = task.train_weights(trainset.labelled(), opts)
-        self.weights = _to_device(weights, device)
+        self.weights = loss.weights_on(weights, device)
         v_mean, v_std = data.feature_stats([v.visual for v in trainset.videos.values()])
         a_mean, a_std = data.feature_stats([v.audio for v in trainset.videos.values()])
         with torch.no_grad():
@@ -177,7 +177,7 @@ class WindowJob(engine.Job):
         return "|".join(parts)
 
     def summary(self):
-        weights = _listed(self.weights)
+        weights = loss.weights_listed(self.weights)
         if self.task is tasks.EXPR:  # as every EXPR model file has it
             return {"class_counts": self.counts.tolist(), "class_weights": weights}
         if self.task is tasks.AU:
@@ -185,23 +185,6 @@ class WindowJob(engine.Job):
         if self.task is tasks.VA:
             return {"task": "va"}
         return {"task": self.task.name, "counts": self.counts, "weights": weights}
-
-
-def _to_device(weights, device):
-    """A track's loss weights (numpy, a dict of them, or None) as float32 tensors on `device`."""
-    if weights is None:
-        return None
-    if isinstance(weights, dict):
-        return {k: v if k == "tasks" else _to_device(v, device) for k, v in weights.items()}
-    return torch.tensor(weights, dtype=torch.float32, device=device)
-
-
-def _listed(weights):
-    if weights is None:
-        return None
-    if isinstance(weights, dict):
-        return {k: v if k == "tasks" else _listed(v) for k, v in weights.items()}
-    return weights.cpu().tolist()
 
 
 def train(train_rows, cfg, opts, checkpoint_dir, val_rows=None, log=print, stop_after_steps=None,

@@ -92,8 +92,8 @@ def head_task(classes):
 
     if all(c in CLASSES for c in classes):
         return tasks.EXPR
-    for task in (tasks.VA, tasks.AU):
-        if list(classes) == list(task.columns):
+    for task in (tasks.VA, tasks.AU, tasks.MTL):
+        if list(classes) == list(task.output_names):
             return task
     return None
 

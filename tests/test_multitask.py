@@ -289,3 +289,28 @@ def test_the_makefile_runs_the_multi_task_challenge(tmp_path):
     assert [r.split(",")[0] for r in sub[1:]] == [r.split(",")[0] for r in listed]
     again = subprocess.run(args, cwd=root, env=tool_env(), capture_output=True, text=True, timeout=600)
     assert "extract-visual" not in again.stderr and "epoch" not in again.stderr  # nothing redone
+
+
+def test_finetune_with_three_heads_on_s_affwild2_and_its_logits(tmp_path):
+    """finetune --annotations trains the backbone with the three heads and masked losses; its
+    folder's `extract-visual --logits` writes (T, 22), and score on them is finetune's stored best."""
+    import imagedata
+
+    root, truth = saffwild2tree.make_tree(str(tmp_path / "s"), train=("a", "b"), val=("c",), test=("d",),
+                                          frames=(40, 60))
+    beit = imagedata.tiny_backbone(str(tmp_path / "beit"))
+    crops = os.path.join(root, "cropped_aligned")
+    val = os.path.join(root, saffwild2tree.VAL)
+    result = invoke("finetune", "--model", beit, "--annotations", crops, os.path.join(root, saffwild2tree.TRAIN),
+                    "--val-annotations", crops, val, "-o", tmp_path / "ft", "--epochs", "2", "--workers", "0",
+                    "--batch-size", "16", "--accumulate", "1", "--lr", "1e-3")
+    assert "val P_MTL" in result.stderr and "(VA " in result.stderr
+    record = json.load(open(tmp_path / "ft" / "finetune.json"))
+    assert record["training"]["task"] == "mtl" and len(record["classes"]) == 22
+    invoke("extract-visual", os.path.join(crops, "c"), "--no-detect", "--logits", "--model", tmp_path / "ft",
+           "-o", tmp_path / "logits" / "c.npy")
+    logits = np.load(tmp_path / "logits" / "c.npy")
+    assert logits.shape[1] == 22 and np.isfinite(logits).all() and np.abs(logits[:, :2]).max() <= 1
+    scored = json.loads(invoke("score", "--pred-dir", tmp_path / "logits", "--annotations", val).stdout)
+    best = record["training"]["best"]
+    assert scored["task"] == "mtl" and scored["score"] == pytest.approx(best["val_score"], abs=1e-4)

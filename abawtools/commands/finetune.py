@@ -4,7 +4,7 @@ import click
 
 from abawtools.commands import _common
 
-_SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --affwild2."
+_SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --affwild2, --annotations."
 
 
 @click.command(name="finetune")
@@ -27,6 +27,12 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--affwild2", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
               metavar="CROPPED_ALIGNED LABEL_DIR", help="Aff-Wild2 frames with their labels: EXPR (8 classes), or "
               "VA / AU (a regression head trained with 1 - CCC, or 12 sigmoid outputs with BCE): the header says.")
+@click.option("--annotations", nargs=2, multiple=True, type=click.Path(exists=True), metavar="CROPPED_ALIGNED FILE",
+              help="s-Aff-Wild2 (the multi-task challenge): its crops and an annotation file "
+              "(image,valence,arousal,expression,aus): three heads (2 tanh values, 8 logits, 12 logits) with "
+              "masked losses, each task over its own annotated frames.")
+@click.option("--val-annotations", nargs=2, multiple=True, type=click.Path(exists=True),
+              metavar="CROPPED_ALIGNED FILE", help="s-Aff-Wild2 validation, scored each epoch by P_MTL.")
 @click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
               help="Aff-Wild2: keep every N-th labelled frame of a video.")
 @click.option("--val", nargs=2, multiple=True, type=click.Path(exists=True, file_okay=False),
@@ -69,7 +75,8 @@ _SOURCES = "Give at least one of --images, --rafdb, --ferplus, --affectnet, --af
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0),
               help="DataLoader processes that decode and resize images.")
 @_common.run_options(patience=10, checkpoint_every=500)
-def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2, every, val, val_images,
+def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2, annotations,
+        val_annotations, every, val, val_images,
         val_rafdb, epochs,
         batch_size, accumulate, lr, head_lr_mult, layer_decay, weight_decay, head_weight_decay, warmup, loss_name,
         gamma, label_smoothing, class_weights, beta, balanced_sampling, no_flip, crop_scale, jitter, grayscale,
@@ -102,8 +109,10 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
     from abawtools.commands._common import check_output_dir, log
     from abawtools.engine import EXIT_PREEMPTED, Preempted
 
-    if not (images or rafdb or ferplus or affectnet or affwild2):
+    if not (images or rafdb or ferplus or affectnet or affwild2 or annotations):
         raise click.UsageError(_SOURCES)
+    val = tuple(val) + tuple(("annotations", *pair) for pair in val_annotations)  # (kind, crops, labels)
+    affwild2 = tuple(affwild2) + tuple(("annotations", *pair) for pair in annotations)
     if label_smoothing and loss_name != "ce":
         raise click.BadParameter("label smoothing needs --loss ce", param_hint="--label-smoothing")
     if val and (val_images or val_rafdb):
@@ -117,7 +126,7 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
     from abawtools.finetuning import LEGACY_OUTPUT, OUTPUT_KIND
 
     inputs = [base, *images, *rafdb, *ferplus, *affectnet, *val_images, *val_rafdb,
-              *(p for pair in affwild2 + val for p in pair)]
+              *(p for pair in affwild2 + val for p in pair[-2:])]
     formats.check_replaceable(output, OUTPUT_KIND, inputs, LEGACY_OUTPUT)  # before hours of training
     _check_image_size(base, image_size)
     parts, val_parts = _sources(images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2,
@@ -146,9 +155,10 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
         sys.exit(EXIT_PREEMPTED)
     if rank != 0:
         return
-    if job.task.name != "va":
-        log(("class counts: " if job.task.name == "expr" else "positive frames per AU: ")
-            + ", ".join(f"{c}={n}" for c, n in zip(job.classes, job.counts)))
+    line = job.task.describe_counts(job.counts) if job.task.name != "expr" else (
+        "class counts: " + ", ".join(f"{c}={n}" for c, n in zip(job.classes, job.counts)))
+    if line:
+        log(line.replace(" in training windows", ""))
     record = {
         "base_model": base,
         "classes": job.classes,
@@ -192,8 +202,10 @@ def _sources(images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropp
     parts += [imagesets.rafdb(d) for d in rafdb]
     parts += [imagesets.ferplus(d, ferplus_rule) for d in ferplus]
     parts += [imagesets.affectnet(d, affectnet_precropped) for d in affectnet]
-    parts += [imagesets.affwild2(c, lab, every) for c, lab in affwild2]
-    val_parts = [imagesets.affwild2(c, lab, validation=True) for c, lab in val]
+    parts += [imagesets.saffwild2(*pair[1:], every) if len(pair) == 3 else imagesets.affwild2(*pair, every)
+              for pair in affwild2]
+    val_parts = [imagesets.saffwild2(*pair[1:], validation=True) if len(pair) == 3 else
+                 imagesets.affwild2(*pair, validation=True) for pair in val]
     val_parts += [imagesets.image_folder(d) for d in val_images]
     val_parts += [imagesets.rafdb(d, split="test") for d in val_rafdb]
     overlap = imagesets.shared(parts, val_parts)
