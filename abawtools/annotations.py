@@ -48,6 +48,14 @@ def read_ref(ref, frames=None):
     return formats.read_annotation(ref)
 
 
+def ref_files(ref):
+    """The files a labels reference reads (for a run's fingerprint)."""
+    ref = str(ref)
+    if "::" in ref:
+        return [ref.rsplit("::", 1)[0]]
+    return [p for p in ref.split("|") if p]
+
+
 def pad(labels, frames):
     """Labels run on to `frames` rows, the new ones unannotated."""
     out = np.empty((frames, labels.shape[1]), np.float32)

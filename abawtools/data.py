@@ -85,11 +85,32 @@ class NpyRows:
 
 
 def _open_features(path):
+    parts = formats.feature_files(path) if path != "-" else [path]
+    if len(parts) > 1:
+        formats.feature_rows(path)  # the same T in every part, or one line naming them
+        return JoinedRows([_open_features(p) for p in parts])
     if path != "-" and not os.path.exists(path):
         raise AbawError(f"{path}: no such file")
     arr = formats.read_npy(path) if path == "-" else NpyRows(path)
     formats.check_features(path, arr.shape, arr.dtype)
     return arr
+
+
+class JoinedRows:
+    """Several (T, D_i) feature files side by side: row slices of (T, sum D_i). A frame is a face
+    only where every part has it (a NaN in any part makes the row missing)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.dtype = np.result_type(*[p.dtype for p in parts])
+        self.shape = (len(parts[0]), sum(p.shape[1] for p in parts))
+        self.ndim = 2
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        return np.concatenate([np.asarray(p[index], self.dtype) for p in self.parts], axis=1)
 
 
 def cut_batch(items, window, audio_context=0):

@@ -279,11 +279,27 @@ def narrow_float(arr, dtype, name):
     return out
 
 
+def feature_files(path):
+    """The files of a feature reference: one NPY, or several joined by os.pathsep (the features of
+    several backbones side by side per frame: `window --visual-dir A --visual-dir B`)."""
+    path = str(path)
+    if os.pathsep in path and not os.path.exists(path):
+        return path.split(os.pathsep)
+    return [path]
+
+
 def feature_rows(path):
-    """Rows of a per-frame feature file, read from its header and checked (check_features)."""
-    shape, dtype, _ = npy_header(path)
-    check_features(path, shape, dtype)
-    return shape[0]
+    """Rows of a per-frame feature file (or of joined ones, which must agree), read from its
+    header and checked (check_features)."""
+    rows = {}
+    for part in feature_files(path):
+        shape, dtype, _ = npy_header(part)
+        check_features(part, shape, dtype)
+        rows[part] = shape[0]
+    if len(set(rows.values())) > 1:
+        raise AbawError("features to join per frame have different lengths: "
+                        + ", ".join(f"{p} {n}" for p, n in rows.items()))
+    return next(iter(rows.values()))
 
 
 def npy_rows(path):

@@ -87,7 +87,11 @@ def _rows_fingerprint(rows):
     h = hashlib.sha256()
     for row in rows:
         h.update(f"{row['video']}|{row['start']}".encode())
-    files = dict.fromkeys(p for row in rows for p in (row["visual"], row["audio"], row["labels"]) if p)
+    from abawtools import annotations, formats
+
+    files = dict.fromkeys(f for row in rows for f in (*formats.feature_files(row["visual"]),
+                                                      *(formats.feature_files(row["audio"]) if row["audio"] else ()),
+                                                      *annotations.ref_files(row["labels"])) if f)
     h.update(engine.file_signature(files).encode())
     return h.hexdigest()
 

@@ -314,3 +314,29 @@ def test_finetune_with_three_heads_on_s_affwild2_and_its_logits(tmp_path):
     scored = json.loads(invoke("score", "--pred-dir", tmp_path / "logits", "--annotations", val).stdout)
     best = record["training"]["best"]
     assert scored["task"] == "mtl" and scored["score"] == pytest.approx(best["val_score"], abs=1e-4)
+
+
+def test_the_features_of_two_backbones_side_by_side(tmp_path, rng):
+    """--visual-dir repeated: window, train and infer read the folders' NPYs joined per frame."""
+    from conftest import make_feature_set
+    from safetensors import safe_open
+
+    vis, aud, lab = make_feature_set(tmp_path / "d", rng, n_videos=3, t_range=(60, 90), dv=8)
+    second = tmp_path / "second"
+    second.mkdir()
+    for f in os.listdir(vis):
+        v = np.load(os.path.join(vis, f))
+        np.save(second / f, (v[:, :5] * 2).astype(np.float16))  # another backbone: 5 dims, faceless alike
+    invoke("window", "--visual-dir", vis, "--visual-dir", second, "--audio-dir", aud, "--label-dir", lab,
+           "-o", tmp_path / "m.csv")
+    invoke("train", tmp_path / "m.csv", "-o", tmp_path / "m.safetensors", "--epochs", "1", "--d-model", "16",
+           "--layers", "1", "--heads", "2")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as fh:
+        assert json.loads(fh.metadata()["abaw.config"])["visual_dim"] == 13
+    invoke("infer", "-m", tmp_path / "m.safetensors", "--visual-dir", vis, "--visual-dir", second, "--audio-dir", aud,
+           "-o", tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(os.listdir(vis))
+    assert np.isfinite(np.load(tmp_path / "out" / "v0.npy")).all()
+    os.unlink(second / "v1.npy")  # a video without the second backbone's features: named, not guessed
+    _error(invoke("infer", "-m", tmp_path / "m.safetensors", "--visual-dir", vis, "--visual-dir", second,
+                  "--audio-dir", aud, "-o", tmp_path / "out2", check=False), "v1")

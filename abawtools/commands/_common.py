@@ -295,6 +295,6 @@ def npy_frames(path):
     from abawtools import formats
 
     try:
-        return formats.npy_rows(path)
+        return formats.npy_rows(formats.feature_files(path)[0])
     except Exception:
         return 1

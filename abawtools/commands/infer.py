@@ -16,8 +16,9 @@ from abawtools.commands import _common
 @click.option("--visual", type=click.Path(dir_okay=False, allow_dash=True), default=None, help="Visual features (T, Dv).")
 @click.option("--audio", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Aligned audio features (T, Da); leave out for a video with no audio track.")
-@click.option("--visual-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Many videos: every ID.npy here (with --audio-dir), one OUT/ID.npy each.")
+@click.option("--visual-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Many videos: every ID.npy here (with --audio-dir), one OUT/ID.npy each. Repeated: several "
+              "backbones' features side by side per frame, in the order the model was trained with.")
 @click.option("--audio-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Aligned audio for --visual-dir; ID_left/ID_right fall back to ID.npy. Leave it out for a model "
               "trained without audio (s-Aff-Wild2).")
@@ -96,19 +97,23 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
         for vid, last in _common.Lengths(templates=like_template).listed.items():
             wanted.setdefault(vid, last)
         if not (like_dir or like_template):
-            wanted = {formats.video_id(f): None for f in sorted(os.listdir(visual_dir)) if f.endswith(".npy")}
-        absent = [vid for vid in wanted if not os.path.exists(os.path.join(visual_dir, vid + ".npy"))]
-        if absent and (like_dir or like_template):
-            raise AbawError(f"{len(absent)} video(s) named by {', '.join(like_dir + like_template)} have no visual "
-                            f"features in {visual_dir}: {', '.join(absent[:5])}")
+            wanted = {formats.video_id(f): None for f in sorted(os.listdir(visual_dir[0])) if f.endswith(".npy")}
+
+        def features_of(vid):  # one folder: its NPY; several: theirs, joined per frame
+            return os.pathsep.join(os.path.join(d, vid + ".npy") for d in visual_dir)
+
+        absent = [vid for vid in wanted if not all(os.path.exists(p) for p in formats.feature_files(features_of(vid)))]
+        if absent and (like_dir or like_template or len(visual_dir) > 1):
+            raise AbawError(f"{len(absent)} video(s) have no visual features in every one of "
+                            f"{', '.join(visual_dir)}: {', '.join(absent[:5])}")
         plan = []
         for vid, like in wanted.items():
-            v_path = os.path.join(visual_dir, vid + ".npy")
+            v_path = features_of(vid)
             if isinstance(like, str):  # a label file: T must be the annotation's
-                formats.check_length(vid, f"visual features {v_path}", formats.npy_rows(v_path),
+                formats.check_length(vid, f"visual features {v_path}", formats.feature_rows(v_path),
                                      len(formats.read_labels(like)))
-            elif like is not None and formats.npy_rows(v_path) < like:
-                raise AbawError(f"{vid}: visual features {v_path} have {formats.npy_rows(v_path)} frames, the "
+            elif like is not None and formats.feature_rows(v_path) < like:
+                raise AbawError(f"{vid}: visual features {v_path} have {formats.feature_rows(v_path)} frames, the "
                                 f"template lists frame {like}: extract with --like-template")
             a = formats.find_for_video(audio_dir, vid, ".npy") if audio_dir else None
             plan.append((v_path, os.path.join(output, vid + ".npy"), a))

@@ -7,8 +7,9 @@ from abawtools.errors import AbawError, few
 
 
 @click.command(name="window")
-@click.option("--visual-dir", "visual_dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder of ID.npy visual features (T, Dv); NaN rows = no face.")
+@click.option("--visual-dir", "visual_dir", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of ID.npy visual features (T, Dv); NaN rows = no face. Repeated: the features of "
+              "several backbones side by side per frame (the same T in each).")
 @click.option("--audio-dir", "audio_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of ID.npy aligned audio features (T, Da); ID_left/ID_right fall back to ID.npy. Leave "
               "it out for a data set without audio (s-Aff-Wild2): the network then learns from the visual branch.")
@@ -54,9 +55,9 @@ def cli(visual_dir, audio_dir, label_dirs, annotations, visual_old, audio_old, l
     from abawtools.commands._common import log
 
     # --visual/--audio/--labels: the names before 0.2, kept so old scripts run
-    visual_dir, audio_dir = visual_dir or visual_old, audio_dir or audio_old
+    visual_dirs, audio_dir = visual_dir or ((visual_old,) if visual_old else ()), audio_dir or audio_old
     label_dirs = label_dirs or ((label_old,) if label_old else ())
-    if visual_dir is None:
+    if not visual_dirs:
         raise click.UsageError("missing option --visual-dir")
     if not label_dirs and not annotations:
         raise click.UsageError("give --label-dir (one per track) or --annotations (s-Aff-Wild2)")
@@ -71,8 +72,9 @@ def cli(visual_dir, audio_dir, label_dirs, annotations, visual_old, audio_old, l
     sources = _sources(label_dirs, annotations)
     rows, skipped, dropped, named, labelled = [], [], 0, {}, []
     for vid, ref, name in sources:
-        visual = os.path.join(visual_dir, vid + ".npy")  # each face has its own; audio may be shared
-        visual = visual if os.path.exists(visual) else None
+        # each face has its own visual features (several folders: joined per frame); audio may be shared
+        parts = [os.path.abspath(os.path.join(d, vid + ".npy")) for d in visual_dirs]
+        visual = os.pathsep.join(parts) if all(os.path.exists(p) for p in parts) else None
         audio = formats.find_for_video(audio_dir, vid, ".npy") if audio_dir else ""
         if visual is None or audio is None:
             skipped.append(vid)
@@ -95,7 +97,7 @@ def cli(visual_dir, audio_dir, label_dirs, annotations, visual_old, audio_old, l
         dropped += int((~keep).sum())
         labelled.append((labels, windows.coverage(T, starts[keep], window)))
         for s, frac in zip(starts[keep], fractions[keep]):
-            rows.append({"video": vid, "visual": os.path.abspath(visual), "audio": os.path.abspath(audio) if audio else "",
+            rows.append({"video": vid, "visual": visual, "audio": os.path.abspath(audio) if audio else "",
                          "labels": _absolute(ref), "frames": T, "start": int(s),
                          "stop": int(s) + window, "valid_fraction": float(frac)})
     if skipped:
