@@ -284,8 +284,19 @@ class FaceFinder:
     # the second look's face must be the candidate: at its centre and of about its size (true faces
     # measured 0.73-1.36 times the first look's box; blobs that fool the short-range network, larger)
     SIZE_AGREEMENT = 1.4
+    # a face the first look counts, but scores below this, is verified: its second look must find
+    # it too (at the centre, of its size), or it is not a face. Drawings, letters and logos that
+    # fool the full-range network score 0.6-0.8 there and ~0.1 on the second look, real faces
+    # 0.76-0.94 and 0.88-0.92 (tests/data/real, benchmarks/detect_quality.py); with alignment (the
+    # default) every face has its second look anyway, so verifying costs nothing there
+    TRUST = 0.85
+    # ... found by the second look at all: at least this (covered real faces score 0.3-0.6 there)
+    VERIFY = 0.3
+    # and of about its size: a tight first-look box on a covered face measured 1.41-1.45 times
+    # smaller than the second look's
+    VERIFY_SIZE = 1.6
 
-    def __init__(self, score=None, confirm=None, refine=False, device="cpu"):
+    def __init__(self, score=None, confirm=None, refine=False, device="cpu", trust=None):
         self.far = BlazeFace("full", score, device=device)
         # confirming is never easier than counting at first sight
         self.confirm = max(self.CONFIRM, self.far.score_threshold) if confirm is None else confirm
@@ -293,6 +304,8 @@ class FaceFinder:
         self.close = BlazeFace("short", min(self.far.score_threshold, self.confirm), device=device)
         self.refine = refine
         self.floor = min(self.FLOOR, self.far.score_threshold)
+        self.trust = self.TRUST if trust is None else trust
+        self.verify = self.VERIFY
 
     def __call__(self, image):
         return self.find_batch([image])[0]
@@ -309,6 +322,16 @@ class FaceFinder:
         patch = cv2.warpAffine(image, M, (self.close.size, self.close.size), flags=cv2.INTER_LINEAR, borderValue=0)
         return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), cv2.invertAffineTransform(M)
 
+    def _centred(self, candidate, back, faces, agreement):
+        """The second look's face nearest the patch's centre (the candidate), of about its size
+        (within `agreement` times), in frame pixels; None if there is none."""
+        cx, cy = back[:, :2] @ np.full(2, self.close.size / 2.0) + back[:, 2]
+        side = max(candidate[1][2:])
+        near = [(abs(f[1][0] + f[1][2] / 2 - cx) + abs(f[1][1] + f[1][3] / 2 - cy), f) for f in faces
+                if 1 / agreement < max(f[1][2:]) / side < agreement]
+        near = [(off, f) for off, f in near if off < 0.5 * side]
+        return min(near, key=lambda pair: pair[0])[1] if near else None
+
     def find_batch(self, images, map=map):
         """Faces of each image (BGR frames), as BlazeFace gives them. `map`: how to run the CPU
         preparation per image (a thread pool's map runs it in parallel)."""
@@ -317,25 +340,28 @@ class FaceFinder:
         strong = self.far.score_threshold
         # weak candidates of under 4 pixels are noise, and give the second look no surroundings
         found = [[f for f in faces if f[0] >= strong or min(f[1][2:]) >= 4] for faces in found]
-        looks = [(i, j) for i, faces in enumerate(found) for j, f in enumerate(faces) if self.refine or f[0] < strong]
+        looks = [(i, j) for i, faces in enumerate(found) for j, f in enumerate(faces)
+                 if self.refine or f[0] < max(strong, self.trust)]
         prepared = list(map(lambda ij: self.upright(images[ij[0]], found[ij[0]][ij[1]]), looks))
-        second = self.close.detect_prepared([p[0] for p in prepared], [p[1] for p in prepared])
-        verdict = {}
+        second = self.close.detect_prepared([p[0] for p in prepared], [p[1] for p in prepared], floor=self.verify)
+        verdict, seen = {}, {}
         for (i, j), (_, back), faces in zip(looks, prepared, second):
-            # the second look's face nearest the patch's centre (the candidate), in frame pixels
-            cx, cy = back[:, :2] @ np.full(2, self.close.size / 2.0) + back[:, 2]
-            side = max(found[i][j][1][2:])
-            near = [(abs(f[1][0] + f[1][2] / 2 - cx) + abs(f[1][1] + f[1][3] / 2 - cy), f) for f in faces
-                    if 1 / self.SIZE_AGREEMENT < max(f[1][2:]) / side < self.SIZE_AGREEMENT]
-            near = [(off, f) for off, f in near if off < 0.5 * side]
-            verdict[i, j] = min(near, key=lambda pair: pair[0])[1] if near else None
+            # confirming a weak candidate, and keypoints: as before, from faces that count there
+            counted = [f for f in faces if f[0] >= self.close.score_threshold]
+            verdict[i, j] = self._centred(found[i][j], back, counted, self.SIZE_AGREEMENT)
+            seen[i, j] = self._centred(found[i][j], back, faces, self.VERIFY_SIZE)
         out = []
         for i, faces in enumerate(found):
             kept = []
             for j, face in enumerate(faces):
-                look = verdict.get((i, j))
-                if face[0] >= strong:  # counted by the first look; keypoints refined when looked again
-                    kept.append(face if look is None else (face[0], face[1], look[2]))
+                look, again = verdict.get((i, j)), seen.get((i, j))
+                # keypoints for alignment come from a second look that scores as the first must
+                sure = look is not None
+                if face[0] >= max(strong, self.trust):  # trusted at first sight; keypoints refined when looked again
+                    kept.append((face[0], face[1], look[2]) if sure else face)
+                elif face[0] >= strong:  # counted by the first look, verified by the second
+                    if again is not None:  # found there too, if only weakly (a covered face)
+                        kept.append((face[0], face[1], look[2]) if sure else face)
                 elif look is not None and look[0] >= self.confirm:  # a weak candidate, confirmed upright
                     kept.append(look)
             out.append(kept)

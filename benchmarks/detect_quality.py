@@ -1,8 +1,13 @@
-"""What `--face-score` and `--confirm-score` trade: faces found against faces invented, at several
-thresholds, for BlazeFace's two looks (with alignment: extract-visual's default; and --no-align) and its
-first look alone, in one run.
+"""What `--face-score`, `--confirm-score` and `--trust-score` trade: faces found against faces
+invented, at several thresholds, for BlazeFace's two looks (with alignment: extract-visual's
+default; and --no-align) and its first look alone, in one run.
 
     python benchmarks/detect_quality.py [--frames 16] [--blobs 240]
+
+The real set first (tests/data/real: real faces as they are, rolled, dark, small in a real scene,
+covered; real pictures without a face: letters, logos, a drawing, an animal, objects, textures,
+whole and quartered); with scikit-image installed also its LFW subset (100 real faces of 25 px,
+enlarged to 100 px; 100 real non-face patches), which is not kept in the repository.
 
 Frames are 640x480 with the project's face photo at 50 pixels (tests/data/face-astronaut.png):
 rolled by 0-90 degrees, or with the eyes, the mouth or half the face covered. False faces are
@@ -17,6 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from abawtools import demo  # noqa: E402
 from abawtools.blazeface import BlazeFace, FaceFinder  # noqa: E402
@@ -68,11 +74,55 @@ def faceless(n_blobs):
     return plain, blobs
 
 
+def lfw():
+    """scikit-image's LFW subset as 320x240 frames (faces, non-faces), or None without scikit-image."""
+    import cv2
+
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    crops = skimage.data.lfw_subset()
+    frames = []
+    for crop in crops:
+        canvas = np.full((240, 320), 100, np.uint8)
+        canvas[70:170, 110:210] = cv2.resize((crop * 255).astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC)
+        frames.append(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
+    return frames[:100], frames[100:]
+
+
+def real_sets():
+    import realfaces
+
+    return realfaces.positives(), realfaces.negatives()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--frames", type=int, default=16, help="frames per hard condition")
     p.add_argument("--blobs", type=int, default=240, help="faceless blob frames")
     args = p.parse_args()
+    positives, negatives = real_sets()
+    faces_lfw = lfw()
+    real = [("first look 0.6 alone", lambda fr, d=BlazeFace("full", 0.6): d.detect_batch(fr)),
+            ("two looks, no verification (0.3)", FaceFinder(refine=True, trust=0.6).find_batch),
+            ("--face-score 0.8, no verification", FaceFinder(0.8, refine=True, trust=0.6).find_batch),
+            ("default (verify below 0.85)", FaceFinder(refine=True).find_batch),
+            ("default --no-align", FaceFinder().find_batch),
+            ("--trust-score 1.01 (verify all)", FaceFinder(refine=True, trust=1.01).find_batch)]
+    print(f"real set: {len(positives)} real-face frames, {len(negatives)} real frames without a face"
+          + (", LFW subset 100 + 100" if faces_lfw else " (pip install scikit-image for its LFW subset too)"))
+    print(f"{'detector':36s}{'faces found':>12s}{'false faces':>12s}" + (f"{'LFW found':>11s}{'LFW false':>11s}"
+                                                                           if faces_lfw else ""))
+    for name, detect in real:
+        found = sum(bool(f) for f in detect([im for _, im in positives]))
+        false = sum(bool(f) for f in detect([im for _, im in negatives]))
+        line = f"{name:36s}{100 * found / len(positives):11.1f}%{100 * false / len(negatives):11.1f}%"
+        if faces_lfw:
+            line += (f"{sum(bool(f) for f in detect(faces_lfw[0])):>10d}%"
+                     f"{sum(bool(f) for f in detect(faces_lfw[1])):>10d}%")
+        print(line)
+    print()
     sets = hard_faces(args.frames)
     plain, blobs = faceless(args.blobs)
     detectors = [(f"first look {s}", lambda fr, d=BlazeFace("full", s): d.detect_batch(fr)) for s in (0.5, 0.6, 0.7)]

@@ -24,6 +24,10 @@ from abawtools.commands import _common
               help="BlazeFace: the least score of the second, upright look that confirms a weaker candidate "
               "(a rolled or covered face; default 0.7, or --face-score if higher: no false face on 240 "
               "frames of colour blobs, where 0.6 gave 4); lower finds more covered faces and more false ones.")
+@click.option("--trust-score", type=_common.Finite(0, 1.01), default=None,
+              help="BlazeFace: a face the first look counts but scores below this (default 0.85) is verified by "
+              "the second look, or dropped: drawings, letters and logos score 0.6-0.8 at first and ~0.1 on the "
+              "second, real faces 0.88-0.92 there. 0.6: no verification (before 0.4); 1.01: verify every face.")
 @click.option("--align/--no-align", default=None,
               help="With --detector blazeface (default: on): warp each face by its eyes, nose and mouth onto the "
               "112x112 template of aligned face crops (ArcFace's, what Aff-Wild2's cropped_aligned looks like "
@@ -56,7 +60,7 @@ from abawtools.commands import _common
 @_common.like_options
 @_common.shard_option
 @_common.skip_existing_option
-def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
+def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, trust_score, align, subject, crops_dir, batch_size, workers, device, dtype, save_dtype, logits, frames, like, like_dir,
         like_template, shard, skip_existing):
     """Find the face in every frame and turn it into a feature vector (paper §3.2).
 
@@ -90,9 +94,10 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
         align = detector == "blazeface" and not no_detect
     if no_detect and subject:
         raise click.UsageError("--subject chooses among detected faces: not with --no-detect")
-    if (face_score is not None or confirm_score is not None) and (detector != "blazeface" or no_detect):
-        raise click.UsageError("--face-score / --confirm-score are BlazeFace's thresholds: not with --detector "
-                               "haar or --no-detect")
+    if (face_score is not None or confirm_score is not None or trust_score is not None) and (
+            detector != "blazeface" or no_detect):
+        raise click.UsageError("--face-score / --confirm-score / --trust-score are BlazeFace's thresholds: not with "
+                               "--detector haar or --no-detect")
     plan = _common.plan_outputs(inputs, output, ".npy")
     plan = _common.work_for_this_task(plan, shard, skip_existing, lambda item: _frames_hint(item[0]))
     if not plan:
@@ -112,7 +117,7 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
     for note in getattr(extractor, "notes", ()):
         _common.log(f"warning: {note}")
     cropper = visual.FaceCropper(extractor.spec, detect=not no_detect, detector=detector, align=align,
-                                 min_score=face_score, device=dev, confirm_score=confirm_score)
+                                 min_score=face_score, device=dev, confirm_score=confirm_score, trust_score=trust_score)
     for path, out in plan:
         vid = vid_of(path, out)
         target = lengths(vid)
@@ -126,10 +131,10 @@ def cli(inputs, output, model, no_detect, detector, face_score, confirm_score, a
         bar.close()
         if target is not None:
             _check_source_length(vid, path, source, target)
-        announced = getattr(source, "announced", source.frames)
-        if source.frames < announced:
-            _common.log(f"warning: {formats.video_id(path)}: decoded {source.frames} frames, the container announces "
-                        f"{announced} (a damaged file?); the missing frames are NaN rows only if T is given")
+        said = frame_count_note(formats.video_id(path), source.frames, getattr(source, "announced", source.frames),
+                                target)
+        if said:
+            _common.log(said)
         missing = int((~np.isfinite(feats).all(axis=1)).sum())
         note = f", {source.unreadable} unreadable file(s)" if source.unreadable else ""
         _common.log(f"{formats.video_id(path)}: {len(feats)} frames, {missing} without a face{note}")
@@ -163,3 +168,18 @@ def _frames_hint(path):
         return max(_common.video_frames(path), 1)
     except Exception:
         return 1
+
+
+def frame_count_note(vid, decoded, announced, target):
+    """What to say when a container announces another frame count than it decodes: nothing where T
+    is given (the features have T rows whatever the file holds); a note where a few frames differ
+    (edit lists and variable frame rates make ordinary files announce a few more, as phones and
+    editors write them); a warning only where most of the video is missing."""
+    if target is not None or decoded >= announced:
+        return None
+    if decoded >= 0.9 * announced:
+        return (f"note: {vid}: {decoded} frames decoded, {announced} announced by the container (edit lists and "
+                f"variable frame rates often differ by a few): T = {decoded}; --like-dir/--frames give the "
+                "annotation's T")
+    return (f"warning: {vid}: only {decoded} of the {announced} frames the container announces were decoded: a cut or "
+            "damaged file? T = the frames decoded")

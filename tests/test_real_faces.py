@@ -1,0 +1,76 @@
+"""Faces in real pictures (issue 27): nothing but real faces taken for faces, measured on real
+photographs and drawings kept small in tests/data/real (sources and licences in its README).
+
+Before the verifying second look, the clip-art present (a drawing) was taken for a face at 0.61,
+as letters, logos and cartoons were in real footage; the first look alone cannot tell it from
+the real faces that score 0.76-0.79 there (a stricter --face-score 0.8 loses them instead)."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import realfaces
+from conftest import invoke
+
+from abawtools.blazeface import FaceFinder
+
+DRAWING = os.path.join(realfaces.REAL, "noface", "minduka_present_blue_pack.png")
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return realfaces.positives(), realfaces.negatives()
+
+
+@pytest.mark.parametrize("refine", [True, False], ids=["aligned (default)", "no-align"])
+def test_no_false_face_in_real_pictures_and_the_real_faces_kept(sets, refine):
+    positives, negatives = sets
+    finder = FaceFinder(refine=refine)
+    false = [name for name, image in negatives if finder(image)]
+    missed = [name for name, image in positives if not finder(image)]
+    print(f"refine={refine}: false faces {len(false)}/{len(negatives)}, real faces missed {len(missed)}/{len(positives)}: "
+          f"{missed}")
+    assert false == []
+    # the one miss: the cameraman's face at ~33 pixels in a 640x480 scene, missed with or without
+    # the verification (measured: every setting)
+    assert set(missed) <= {"camera.jpg small in a scene"}
+
+
+def test_the_drawing_was_a_face_before_the_verification(sets):
+    drawing = cv2.imread(DRAWING)
+    assert FaceFinder(refine=True, trust=0.6)(drawing)  # the first look alone, as before 0.4
+    assert not FaceFinder(refine=True)(drawing)
+    positives, _ = sets
+    # what a stricter first look would have cost instead: real faces at 0.76-0.79
+    strict = FaceFinder(0.8, refine=True, trust=0.6)
+    assert [name for name, image in positives if not strict(image)] != []
+
+
+def test_extract_visual_gives_nan_rows_exactly_where_real_frames_have_no_face(tmp_path, sets):
+    """Through the CLI, as a user runs it: a folder of real frames, one face (as it is, dark,
+    covered) and none (a texture, the drawing, a photo's quarter), in turn."""
+    positives, negatives = sets
+    frames = [positives[0][1], negatives[0][1], positives[2][1], cv2.imread(DRAWING), positives[4][1],
+              negatives[40][1]]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, image in enumerate(frames):
+        canvas = np.full((480, 640, 3), 60, np.uint8)
+        h, w = image.shape[:2]
+        canvas[:h, :w] = image[:480, :640]
+        cv2.imwrite(str(folder / f"{t + 1:05d}.png"), canvas)
+    result = invoke("extract-visual", folder, "-o", tmp_path / "v.npy", "--crops", tmp_path / "crops")
+    feats = np.load(tmp_path / "v.npy")
+    assert np.isfinite(feats).all(axis=1).tolist() == [True, False, True, False, True, False], result.stderr
+    assert sorted(os.listdir(tmp_path / "crops" / "v")) == [".abawtools", "00001.jpg", "00003.jpg", "00005.jpg"]
+
+
+def test_a_container_announcing_a_few_more_frames_is_a_note_not_an_alarm():
+    from abawtools.commands.extract_visual import frame_count_note
+
+    assert frame_count_note("v", 95, 98, target=None).startswith("note: v: 95 frames decoded, 98 announced")
+    assert "damaged" not in frame_count_note("v", 95, 98, target=None)
+    assert frame_count_note("v", 95, 98, target=120) is None  # T given: the features have T rows anyway
+    assert frame_count_note("v", 98, 98, target=None) is None
+    assert frame_count_note("v", 40, 98, target=None).startswith("warning: v: only 40 of the 98")
