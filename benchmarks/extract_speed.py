@@ -21,7 +21,6 @@ import numpy as np
 
 from abawtools import audio, demo, visual
 
-
 REAL_FACE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "real", "faces", "grace_hopper.jpg")
 
 
