@@ -27,6 +27,17 @@ def invoke(*args, input=None, check=True):
     return result
 
 
+def one_line_error(result, *words):
+    """`result` failed as a bad input does: exit 1, one line `abaw CMD: error: ...` (no traceback)
+    holding each of `words`; returns the line."""
+    assert result.exit_code == 1, (result.exit_code, result.stderr)
+    line = result.stderr.strip().splitlines()[-1]
+    assert "error:" in line and "Traceback" not in result.stderr, result.stderr
+    for w in words:
+        assert str(w) in line, line
+    return line
+
+
 @pytest.fixture
 def run():
     """invoke(ARGS) as a fixture, for a list of arguments, never raising on a failure."""

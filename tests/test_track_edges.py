@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import abaw, invoke, make_feature_set, write_label_file
+from conftest import abaw, invoke, make_feature_set, one_line_error, write_label_file
 
 from abawtools import tasks
 
@@ -19,13 +19,6 @@ def _write(path, header, rows):
         fh.write(header + "\n" + "".join(",".join(f"{v:g}" for v in np.atleast_1d(r)) + "\n" for r in rows))
 
 
-def _error(result, *words):
-    assert result.exit_code == 1, (result.exit_code, result.stderr)
-    line = result.stderr.strip().splitlines()[-1]
-    assert "error:" in line and "Traceback" not in result.stderr, result.stderr
-    for w in words:
-        assert str(w) in line, line
-    return line
 
 
 @pytest.fixture
@@ -41,29 +34,29 @@ def test_a_va_prediction_with_unannotated_marks_is_an_error_not_a_value(va, run)
     pred = truth.copy()
     pred[7:9] = -5  # scored as -5 inside the CCC before: -0.033 on otherwise perfect frames
     _write(tmp_path / "pred.txt", "valence,arousal", pred)
-    _error(run(["score", tmp_path / "pred.txt", tmp_path / "truth.txt"]), "pred.txt:9:", "frame 8", "2 such frame")
+    one_line_error(run(["score", tmp_path / "pred.txt", tmp_path / "truth.txt"]), "pred.txt:9:", "frame 8", "2 such frame")
 
 
-def test_an_au_prediction_with_minus_one_rows_is_an_error(tmp_path, run):
+def test_an_au_prediction_with_minus_one_rows_is_anone_line_error(tmp_path, run):
     truth = np.random.default_rng(1).integers(0, 2, (30, 12))
     _write(tmp_path / "truth.txt", AU_HEADER, truth)
     pred = truth.copy()
     pred[3] = -1  # counted as 0 before
     _write(tmp_path / "pred.txt", AU_HEADER, pred)
-    _error(run(["score", tmp_path / "pred.txt", tmp_path / "truth.txt"]), "pred.txt:5:", "unannotated (-1)")
+    one_line_error(run(["score", tmp_path / "pred.txt", tmp_path / "truth.txt"]), "pred.txt:5:", "unannotated (-1)")
 
 
 def test_an_expr_prediction_of_minus_one_at_a_labelled_frame_names_the_line(tmp_path, run):
     write_label_file(tmp_path / "truth.txt", [1, 2, 3, 4])
     write_label_file(tmp_path / "pred.txt", [1, -1, 3, 4])
-    _error(run(["score", tmp_path / "pred.txt", tmp_path / "truth.txt"]), "pred.txt:3:")
+    one_line_error(run(["score", tmp_path / "pred.txt", tmp_path / "truth.txt"]), "pred.txt:3:")
 
 
 def test_smooth_refuses_va_outputs_holding_the_unannotated_mark(tmp_path, run):
     out = np.random.default_rng(0).uniform(-0.5, 0.5, (60, 2)).astype(np.float32)
     out[30] = -5  # spread over +-50 frames by the mean filter before
     np.save(tmp_path / "va.npy", out)
-    _error(run(["smooth", tmp_path / "va.npy", "-o", tmp_path / "p.txt"]), "va.npy", "row 30", "-5")
+    one_line_error(run(["smooth", tmp_path / "va.npy", "-o", tmp_path / "p.txt"]), "va.npy", "row 30", "-5")
     assert not (tmp_path / "p.txt").exists()
 
 
@@ -98,12 +91,12 @@ def test_choose_threshold_takes_the_best_else_the_tie_nearest_half():
 def test_tuning_on_nothing_to_score_writes_nothing(tmp_path, run):
     _write(tmp_path / "au.txt", AU_HEADER, -np.ones((20, 12)))
     np.save(tmp_path / "au.npy", np.zeros((20, 12), np.float32))
-    _error(run(["score", tmp_path / "au.npy", tmp_path / "au.txt", "--tune-thresholds", tmp_path / "th.json"]),
+    one_line_error(run(["score", tmp_path / "au.npy", tmp_path / "au.txt", "--tune-thresholds", tmp_path / "th.json"]),
            "nothing to score")
     assert not (tmp_path / "th.json").exists()
 
 
-def test_smooth_npy_with_thresholds_is_a_usage_error(tmp_path, run):
+def test_smooth_npy_with_thresholds_is_a_usageone_line_error(tmp_path, run):
     np.save(tmp_path / "au.npy", np.zeros((20, 12), np.float32))
     result = run(["smooth", tmp_path / "au.npy", "--format", "npy", "--thresholds", ",".join(["0.4"] * 12)])
     assert result.exit_code == 2 and "--thresholds" in result.stderr, result.stderr
@@ -136,24 +129,24 @@ def _va_features(root, rng, labels):
 
 def test_window_on_a_folder_without_an_annotated_frame_writes_nothing(tmp_path, run):
     _va_features(tmp_path, np.random.default_rng(0), [np.full((60, 2), -5.0)] * 2)
-    _error(run(["window", "--visual-dir", tmp_path / "visual", "--audio-dir", tmp_path / "audio", "--label-dir",
+    one_line_error(run(["window", "--visual-dir", tmp_path / "visual", "--audio-dir", tmp_path / "audio", "--label-dir",
                 tmp_path / "labels", "--max-invalid", "1", "-o", tmp_path / "m.csv"]), "no annotated frame")
     assert not (tmp_path / "m.csv").exists()
 
 
-def test_train_on_windows_without_an_annotated_frame_is_an_error(tmp_path, run):
+def test_train_on_windows_without_an_annotated_frame_is_anone_line_error(tmp_path, run):
     rng = np.random.default_rng(0)
     _va_features(tmp_path, rng, [rng.uniform(-1, 1, (60, 2))] * 2)
     invoke("window", "--visual-dir", tmp_path / "visual", "--audio-dir", tmp_path / "audio", "--label-dir",
            tmp_path / "labels", "-o", tmp_path / "m.csv")
     for i in range(2):  # the labels emptied after the manifest was made
         _write(tmp_path / "labels" / f"v{i}.txt", "valence,arousal", np.full((60, 2), -5.0))
-    _error(run(["train", tmp_path / "m.csv", "-o", tmp_path / "m.safetensors", "--epochs", "1", "--d-model", "16",
+    one_line_error(run(["train", tmp_path / "m.csv", "-o", tmp_path / "m.safetensors", "--epochs", "1", "--d-model", "16",
                 "--heads", "2", "--layers", "1"]), "no window holds an annotated frame")
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def test_finetune_validation_without_an_annotated_frame_is_an_error(tmp_path, run):
+def test_finetune_validation_without_an_annotated_frame_is_anone_line_error(tmp_path, run):
     import imagedata
 
     rng = np.random.default_rng(0)
@@ -164,7 +157,7 @@ def test_finetune_validation_without_an_annotated_frame_is_an_error(tmp_path, ru
         n = len(open(os.path.join(labels, vid + ".txt")).read().splitlines()) - 1
         _write(val / f"{vid}.txt", "valence,arousal", np.full((n, 2), -5.0))
     beit = imagedata.tiny_backbone(str(tmp_path / "beit"))
-    _error(run(["finetune", "--model", beit, "--affwild2", cropped, labels, "--val", cropped, val, "-o",
+    one_line_error(run(["finetune", "--model", beit, "--affwild2", cropped, labels, "--val", cropped, val, "-o",
                 tmp_path / "ft", "--epochs", "1", "--workers", "0"]), "nothing to validate on", str(val))
     assert not (tmp_path / "ft").exists()
 
@@ -172,7 +165,7 @@ def test_finetune_validation_without_an_annotated_frame_is_an_error(tmp_path, ru
 def test_a_va_value_is_quoted_as_written(tmp_path, run):
     (tmp_path / "l.txt").write_text("valence,arousal\n0.5,0.5\n1.0000001,0\n")
     np.save(tmp_path / "p.npy", np.zeros((2, 2), np.float32))
-    _error(run(["score", tmp_path / "p.npy", tmp_path / "l.txt"]), "l.txt:3: 1.0000001 outside [-1, 1]")
+    one_line_error(run(["score", tmp_path / "p.npy", tmp_path / "l.txt"]), "l.txt:3: 1.0000001 outside [-1, 1]")
 
 
 @pytest.mark.parametrize("text, header", [("0_1", ",".join(["Neutral", "Anger", "Disgust", "Fear", "Happiness",
@@ -183,7 +176,7 @@ def test_a_number_with_an_underscore_is_no_label(tmp_path, run, text, header):
     (tmp_path / "l.txt").write_text(f"{header}\n{text}\n")  # int('0_1') == 1 in Python
     np.save(tmp_path / "p.npy", np.zeros((1, 8 if "Neutral" in header else 2 if "valence" in header else 12),
                                          np.float32))
-    _error(run(["score", tmp_path / "p.npy", tmp_path / "l.txt"]), "l.txt:2:", "0_1")
+    one_line_error(run(["score", tmp_path / "p.npy", tmp_path / "l.txt"]), "l.txt:2:", "0_1")
 
 
 def test_a_broken_model_config_names_the_model_file(tmp_path, rng, run):
@@ -200,7 +193,7 @@ def test_a_broken_model_config_names_the_model_file(tmp_path, rng, run):
     cfg["heads"] = 3
     meta["abaw.config"] = json.dumps(cfg)
     save_file(load_file(str(tmp_path / "m.safetensors")), str(tmp_path / "bad.safetensors"), metadata=meta)
-    _error(run(["infer", "-m", tmp_path / "bad.safetensors", "--visual", os.path.join(d[0], "v0.npy"),
+    one_line_error(run(["infer", "-m", tmp_path / "bad.safetensors", "--visual", os.path.join(d[0], "v0.npy"),
                 "--audio", os.path.join(d[1], "v0.npy")]), "bad.safetensors", "divisible")
 
 
@@ -209,7 +202,7 @@ def test_features_of_other_widths_name_the_videos(tmp_path, rng, run):
     invoke("window", "--visual-dir", d[0], "--audio-dir", d[1], "--label-dir", d[2], "-o", tmp_path / "t.csv")
     v1 = np.load(os.path.join(d[0], "v1.npy"))
     np.save(os.path.join(d[0], "v1.npy"), np.concatenate([v1, v1[:, :4]], axis=1))
-    _error(run(["train", tmp_path / "t.csv", "-o", tmp_path / "m.safetensors", "--epochs", "1"]),
+    one_line_error(run(["train", tmp_path / "t.csv", "-o", tmp_path / "m.safetensors", "--epochs", "1"]),
            "v0 (16, 12)", "v1 (20, 12)")
 
 
@@ -218,7 +211,7 @@ def test_window_into_a_read_only_folder_is_said_before_the_work(tmp_path, rng, r
     d = make_feature_set(tmp_path / "d", rng, n_videos=2, t_range=(60, 80))
     (tmp_path / "ro").mkdir()
     os.chmod(tmp_path / "ro", 0o555)
-    _error(run(["window", "--visual-dir", d[0], "--audio-dir", d[1], "--label-dir", d[2], "-o",
+    one_line_error(run(["window", "--visual-dir", d[0], "--audio-dir", d[1], "--label-dir", d[2], "-o",
                 tmp_path / "ro" / "t.csv"]), "not writable")
 
 
@@ -230,7 +223,7 @@ def test_window_checks_its_output_folder_before_reading_labels(tmp_path, rng, ru
     seen = []
     monkeypatch.setattr(_common, "check_output_dir", lambda path: seen.append(path) or (_ for _ in ()).throw(
         _common.AbawError(f"{path}: the folder is not writable")))
-    _error(run(["window", "--visual-dir", d[0], "--audio-dir", d[1], "--label-dir", d[2], "-o", tmp_path / "t.csv"]),
+    one_line_error(run(["window", "--visual-dir", d[0], "--audio-dir", d[1], "--label-dir", d[2], "-o", tmp_path / "t.csv"]),
            "not writable")
     assert seen == [str(tmp_path / "t.csv")]
 
@@ -239,7 +232,7 @@ def test_align_refuses_inf_and_names_nan_rows(tmp_path, run):
     audio = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
     audio[10, 2] = np.inf
     np.save(tmp_path / "a.npy", audio)
-    _error(run(["align", tmp_path / "a.npy", "--frames", "50", "-o", tmp_path / "x.npy"]), "a.npy", "row 10")
+    one_line_error(run(["align", tmp_path / "a.npy", "--frames", "50", "-o", tmp_path / "x.npy"]), "a.npy", "row 10")
     audio[10] = np.nan
     audio[11] = np.nan
     np.save(tmp_path / "a.npy", audio)
