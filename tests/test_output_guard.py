@@ -147,5 +147,4 @@ def test_every_path_parameter_of_every_command_is_an_input_or_an_output():
             if pathlike and param.name not in NOT_PATHS:
                 assert param.name in known, f"abaw {name} {param.opts}: neither in READS nor WRITES"
         for listed in known:
-            assert listed in {p.name for p in command.params} or listed in ("annotations", "val_annotations"), \
-                (name, listed)
+            assert listed in {p.name for p in command.params}, (name, listed)  # no stale name either
