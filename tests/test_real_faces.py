@@ -74,3 +74,27 @@ def test_a_container_announcing_a_few_more_frames_is_a_note_not_an_alarm():
     assert frame_count_note("v", 95, 98, target=120) is None  # T given: the features have T rows anyway
     assert frame_count_note("v", 98, 98, target=None) is None
     assert frame_count_note("v", 40, 98, target=None).startswith("warning: v: only 40 of the 98")
+
+
+def test_without_alignment_a_run_of_frames_is_verified_once_every_relook_frames(sets, monkeypatch):
+    """--no-align: the same face in consecutive frames takes its run's verification, looked at
+    again every RELOOK frames: one second look per run, not one per frame (its cost, 14-20 % of the
+    front end's frames/s when every frame was verified, falls by RELOOK)."""
+    positives, _ = sets
+    finder = FaceFinder(refine=False)
+    real = next(image for name, image in positives if name == "grace_hopper.jpg")  # 0.79 at first look
+    assert finder.far.score_threshold <= finder.far(real)[0][0] < finder.trust
+    looked = []
+    original = finder.close.detect_prepared
+    monkeypatch.setattr(finder.close, "detect_prepared",
+                        lambda inputs, backs, floor=None: looked.append(len(inputs)) or original(inputs, backs, floor))
+    found = finder.find_batch([real] * 10)
+    assert all(found) and looked == [2]  # frames 0 and 8 looked at; the other 8 took their verdict
+    # the drawing: a false face stays false all along; its weak second candidate (0.33) is looked
+    # at in every frame as ever (10), its strong one once per run (2) instead of once per frame (10)
+    drawing = cv2.imread(DRAWING)
+    looked.clear()
+    assert not any(finder.find_batch([drawing] * 10)) and looked == [12]
+    finder.RELOOK = 1
+    looked.clear()
+    assert not any(finder.find_batch([drawing] * 10)) and looked == [20]
