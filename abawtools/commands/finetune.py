@@ -111,8 +111,7 @@ def cli(base, output, images, rafdb, ferplus, ferplus_rule, affectnet, affectnet
 
     if not (images or rafdb or ferplus or affectnet or affwild2 or annotations):
         raise click.UsageError(_SOURCES)
-    val = tuple(val) + tuple(("annotations", *pair) for pair in val_annotations)  # (kind, crops, labels)
-    affwild2 = tuple(affwild2) + tuple(("annotations", *pair) for pair in annotations)
+    affwild2, val = _with_annotations(affwild2, annotations), _with_annotations(val, val_annotations)
     if label_smoothing and loss_name != "ce":
         raise click.BadParameter("label smoothing needs --loss ce", param_hint="--label-smoothing")
     if val and (val_images or val_rafdb):
@@ -188,6 +187,11 @@ def _check_image_size(base, image_size):
     if image_size < patch:
         raise click.BadParameter(f"{image_size} is smaller than the model's {patch}-pixel patch",
                                  param_hint="--image-size")
+
+
+def _with_annotations(pairs, annotation_pairs):
+    """Aff-Wild2 (CROPS, LABEL_DIR) pairs, then s-Aff-Wild2's as ("annotations", CROPS, FILE)."""
+    return tuple(pairs) + tuple(("annotations", *pair) for pair in annotation_pairs)
 
 
 def _sources(images, rafdb, ferplus, ferplus_rule, affectnet, affectnet_precropped, affwild2, every, val,

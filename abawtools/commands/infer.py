@@ -98,17 +98,13 @@ def cli(model_paths, weights, visual, audio, visual_dir, audio_dir, output, wind
             wanted.setdefault(vid, last)
         if not (like_dir or like_template):
             wanted = {formats.video_id(f): None for f in sorted(os.listdir(visual_dir[0])) if f.endswith(".npy")}
-
-        def features_of(vid):  # one folder: its NPY; several: theirs, joined per frame
-            return os.pathsep.join(os.path.join(d, vid + ".npy") for d in visual_dir)
-
-        absent = [vid for vid in wanted if not all(os.path.exists(p) for p in formats.feature_files(features_of(vid)))]
+        absent = [vid for vid in wanted if not all(os.path.exists(p) for p in formats.feature_files(_features_of(visual_dir, vid)))]
         if absent and (like_dir or like_template or len(visual_dir) > 1):
             raise AbawError(f"{len(absent)} video(s) have no visual features in every one of "
                             f"{', '.join(visual_dir)}: {', '.join(absent[:5])}")
         plan = []
         for vid, like in wanted.items():
-            v_path = features_of(vid)
+            v_path = _features_of(visual_dir, vid)
             if isinstance(like, str):  # a label file: T must be the annotation's
                 formats.check_length(vid, f"visual features {v_path}", formats.feature_rows(v_path),
                                      len(formats.read_labels(like)))
@@ -156,3 +152,10 @@ def _weights(text, n):
     if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
         raise click.BadParameter("weights must be finite, >= 0 and not all 0", param_hint="--weights")
     return values
+
+
+def _features_of(visual_dirs, vid):
+    """A video's visual features: one folder's NPY, or several folders' joined per frame (os.pathsep)."""
+    import os
+
+    return os.pathsep.join(os.path.join(d, vid + ".npy") for d in visual_dirs)
