@@ -22,11 +22,7 @@ import numpy as np
 from abawtools import formats, tasks
 from abawtools.errors import AbawError
 
-HEADER = "image,valence,arousal,expression,aus"
-
-
-def is_ref(ref):
-    return "::" in str(ref) or "|" in str(ref)
+HEADER = tasks.MTL.submission_header  # the organisers' layout of the annotation files and the submission
 
 
 def read_ref(ref, frames=None):
@@ -58,9 +54,15 @@ def ref_files(ref):
 
 def pad(labels, frames):
     """Labels run on to `frames` rows, the new ones unannotated."""
-    out = np.empty((frames, labels.shape[1]), np.float32)
-    out[:] = tasks.MTL.padding()
+    out = unannotated(frames)
     out[: len(labels)] = labels
+    return out
+
+
+def unannotated(frames):
+    """(frames, 15) multi-task labels with no task annotated anywhere."""
+    out = np.empty((frames, len(tasks.MTL.columns)), np.float32)
+    out[:] = tasks.MTL.padding()
     return out
 
 
@@ -102,7 +104,7 @@ def _read_file(real, size, mtime, name):
         raise AbawError(f"{name}: no annotated frame")
     videos = {}
     for vid, frames in by_video.items():
-        labels = pad(np.zeros((0, len(tasks.MTL.columns)), np.float32), max(frames))
+        labels = unannotated(max(frames))
         for frame, values in frames.items():
             labels[frame - 1] = values
         videos[vid] = labels
@@ -124,9 +126,9 @@ def join(read, names, frames=None):
             raise AbawError(f"{name} and {seen[task.name]} are both {task.name.upper()} annotations of one video")
         seen[task.name] = name
     T = max([len(labels) for _, labels in read] + [frames or 0])
-    out = pad(np.zeros((0, len(tasks.MTL.columns)), np.float32), T)
+    out = unannotated(T)
     for task, labels in read:
-        head = next(h for h in tasks.MTL.heads if h.task is task)
+        head = tasks.MTL.head_of(task)
         out[: len(labels), head.lab] = labels
     return out
 

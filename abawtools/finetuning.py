@@ -420,7 +420,7 @@ def score_affwild2(outputs, index, task, fallback):
         rows = np.full((len(labels), task.outputs), np.nan, np.float32)
         mine = index.video == v
         rows[index.frame[mine]] = outputs[mine]
-        pairs.append((vid, tasks.predict(task, visual.fill_nearest(rows, fallback)), labels))
+        pairs.append((vid, task.predict(visual.fill_nearest(rows, fallback)), labels))
     return task.score(pairs)
 
 

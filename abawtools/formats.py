@@ -383,14 +383,13 @@ def write_labels(path, labels, task=None):
 
 def read_prediction(path, thresholds=None):
     """(task, predictions) for `score`: a file in an annotation's layout, or model outputs (NPY)
-    turned into predictions (tasks.predict: argmax, clipped values, AU thresholds)."""
+    turned into predictions (the track's predict: argmax, clipped values, AU thresholds)."""
     return read_prediction_outputs(path, thresholds)[:2]
 
 
 def read_prediction_outputs(path, thresholds=None):
     """(task, predictions, outputs): read_prediction, and the model outputs (NPY) it came from
     (None for a file in an annotation's layout). The file is read once: `-` works."""
-
     raw = _read_bytes(path)
     name = "stdin" if path == "-" else path
     if raw.startswith(NPY_MAGIC):

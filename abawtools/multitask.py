@@ -65,6 +65,10 @@ class MultiTask(Task):
         """A frame with anything annotated (each head keeps its own mask: head_valid)."""
         return np.any([self.head_valid(labels, h) for h in self.heads], axis=0)
 
+    def head_of(self, task):
+        """The head that is `task`'s (VA, EXPR or AU)."""
+        return next(h for h in self.heads if h.task is task)
+
     def head_valid(self, labels, head):
         return head.task.valid(head.labels(np.asarray(labels)))
 

@@ -30,7 +30,7 @@ import re
 
 import numpy as np
 
-from abawtools import CLASSES, NUM_CLASSES, scoring, smoothing
+from abawtools import CLASSES, NUM_CLASSES, scoring, smoothing, windows
 from abawtools.errors import AbawError
 from abawtools.multitask import Head, MultiTask
 from abawtools.track import NUMBER, Task, logit  # noqa: F401  (part of this module's interface)
@@ -104,8 +104,7 @@ class ExprTask(Task):
 
         counts = np.zeros(self.outputs, np.int64)
         for labels, cover in labelled:
-            valid = labels >= 0
-            counts += np.bincount(labels[valid], weights=cover[valid], minlength=self.outputs).astype(np.int64)
+            counts += windows.class_counts(labels, cover, self.outputs)
         weights = loss.effective_number_weights(counts, opts.beta) if opts.class_weights else None
         return counts, weights
 
@@ -275,7 +274,3 @@ def one_task(named, what):
         raise AbawError(f"{what}: nothing to read")
     return TASKS[next(iter(seen))]
 
-
-def predict(task, outputs, thresholds=None):
-    """Per-frame model outputs (T, C) -> predictions in the annotation's layout (task.predict)."""
-    return task.predict(outputs, thresholds)

@@ -153,6 +153,10 @@ class Task:
         [(labels, cover)] of the training data (cover: how often the loss sees each frame)."""
         return None, None
 
+    def annotated(self, labelled):
+        """Annotated frames inside windows, over [(labels, cover)] (a frame counted once)."""
+        return sum(int((self.valid(labels) & (cover > 0)).sum()) for labels, cover in labelled)
+
     def describe_counts(self, counts):
         """The log line of the training counts, or None."""
         return None

@@ -60,14 +60,9 @@ class WindowSet:
         self.dims = next(iter(dims))
 
         self.task = tasks.one_task({v.labels_path: v.task for v in self.videos.values()}, "the training manifest")
-        if self.annotated_frames() == 0:  # a loss of 0 over nothing, and a model written from it
+        if self.task.annotated(self.labelled()) == 0:  # a loss of 0 over nothing, and a model written from it
             raise AbawError(f"the training manifest: no window holds an annotated frame (every frame of its "
                             f"{len(self.videos)} video(s) is labelled {self.task.invalid:g}): nothing to train on")
-
-    def annotated_frames(self):
-        """Annotated frames inside the training windows (each counted once)."""
-        return sum(int((self.task.valid(video.labels) & (windows.coverage(len(video.labels), starts, self.window) > 0)).sum())
-                   for video, starts in self._by_video())
 
     def _by_video(self):
         by_video = {}

@@ -43,7 +43,11 @@ def label_counts(labels, starts, window, num_classes):
     """Per-class count of the valid labels in the windows at `starts`, a frame counted once per
     window covering it (what the loss sees, and what the class weights are computed from)."""
     labels = np.asarray(labels)
-    cover = coverage(len(labels), starts, window)
+    return class_counts(labels, coverage(len(labels), starts, window), num_classes)
+
+
+def class_counts(labels, cover, num_classes):
+    """Per-class count of the valid labels (>= 0), frame t counted cover[t] times."""
     valid = labels >= 0
     return np.bincount(labels[valid], weights=cover[valid], minlength=num_classes).astype(np.int64)
 

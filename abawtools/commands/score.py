@@ -126,7 +126,7 @@ def _load_pair(pred_path, label_path, named, truth_of=None):
     pred_task, pred, outputs = formats.read_prediction_outputs(pred_path)
     task, truth = truth_of() if truth_of else formats.read_annotation(label_path)
     if pred_task is tasks.MTL and task is not tasks.MTL:  # a multi-task model's outputs, scored on one track
-        head = next(h for h in tasks.MTL.heads if h.task is task)
+        head = tasks.MTL.head_of(task)
         pred = head.labels(pred)
         outputs = None if outputs is None else outputs[:, head.out]
         pred_task = task
@@ -211,7 +211,7 @@ def _load_dirs(pred_dir, truths, named):
 
 
 def _load_submission(submission, truths, named):
-    from abawtools import annotations
+    from abawtools import annotations, tasks
     from abawtools import submission as submissions
 
     named[submission], sub = submissions.read_submission_task(submission)
@@ -229,7 +229,7 @@ def _load_submission(submission, truths, named):
         pred = sub[vid]
         if len(pred) < len(truth) and not task.valid(truth[len(pred):]).any():
             truth = truth[: len(pred)]  # the labels' last frames are unannotated: nothing to submit there
-        if task.name == "mtl" and len(pred) > len(truth):
+        if task is tasks.MTL and len(pred) > len(truth):
             truth = annotations.pad(truth, len(pred))
         _check_length(vid, pred, truth)
         missing = int((~task.valid(pred) & task.valid(truth)).sum())
@@ -252,7 +252,7 @@ def _tune(task, pairs, out):
     if task not in (tasks.AU, tasks.MTL):
         raise click.UsageError(f"--tune-thresholds is for AU predictions; these are {task.name.upper()}'s")
     # the AU logits and labels: all of an AU model's, the AU head's of a multi-task one
-    head = next((h for h in tasks.MTL.heads if h.task is tasks.AU), None) if task is tasks.MTL else None
+    head = tasks.MTL.head_of(tasks.AU) if task is tasks.MTL else None
     au_of = (lambda a: a[:, head.out]) if head else (lambda a: a)
     labels_of = head.labels if head else (lambda t: t)
     raw = []
@@ -269,9 +269,9 @@ def _tune(task, pairs, out):
     for i, name in enumerate(tasks.AU_NAMES):
         f1s = np.array([scoring.binary_f1(truth[:, i], logits[:, i] >= tasks.logit(g))[0] for g in grid])
         best = scoring.choose_threshold(grid, f1s)
-        if (f1s >= f1s.max() - 1e-12).sum() > 1:
-            ties.append(f"{name} ({(f1s >= f1s.max() - 1e-12).sum()} thresholds at F1 {f1s.max():.4f}: "
-                        f"kept {grid[best]:g})")
+        tied = int((f1s >= f1s.max() - 1e-12).sum())
+        if tied > 1:
+            ties.append(f"{name} ({tied} thresholds at F1 {f1s.max():.4f}: kept {grid[best]:g})")
         chosen[name], tuned[name], at_half[name] = float(grid[best]), float(f1s[best]), float(f1s[4])
     if ties:
         from abawtools.commands._common import log

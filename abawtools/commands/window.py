@@ -81,13 +81,14 @@ def cli(visual_dir, audio_dir, label_dirs, annotations, visual_old, audio_old, l
             continue
         from abawtools import annotations as mtl_labels
 
-        task, labels = mtl_labels.read_ref(ref, formats.feature_rows(visual))
+        visual_rows = formats.feature_rows(visual)
+        task, labels = mtl_labels.read_ref(ref, visual_rows)
         named[name] = task
         task = _one(named, label_dirs, annotations)
         T = len(labels)
-        for what, path in (("visual features", visual), ("aligned audio", audio)):
-            if path:
-                formats.check_length(vid, f"{what} {path}", formats.feature_rows(path), T)
+        formats.check_length(vid, f"visual features {visual}", visual_rows, T)
+        if audio:
+            formats.check_length(vid, f"aligned audio {audio}", formats.feature_rows(audio), T)
         starts = windows.window_starts(T, window, stride)
         fractions = windows.valid_fractions(labels, starts, window, task.valid(labels))
         if max_invalid is None and task.name == "mtl":
@@ -107,8 +108,7 @@ def cli(visual_dir, audio_dir, label_dirs, annotations, visual_old, audio_old, l
         raise AbawError("no window left (check the feature folders and --max-invalid)")
     task = _one(named, label_dirs, annotations)
     where = annotations or ", ".join(label_dirs)
-    annotated = sum(int((task.valid(lab) & (cover > 0)).sum()) for lab, cover in labelled)
-    if annotated == 0:  # a manifest to train or validate on nothing: said before it is written
+    if task.annotated(labelled) == 0:  # a manifest to train or validate on nothing: said before it is written
         raise AbawError(f"{where}: no annotated frame in any window: every frame of its "
                         f"{len(named)} file(s) is labelled {task.invalid:g}")
     with formats.atomic_output(output, "w") as fh:
