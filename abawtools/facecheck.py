@@ -1,0 +1,94 @@
+"""Is it a face? MTCNN's last stage (ONet) asked of every face BlazeFace finds.
+
+BlazeFace takes drawn faces for faces: the cartoon characters of tests/data/real/cartoon score
+0.6-0.88 on its first look and are found again by its second, as real faces are (its two networks
+learnt the same thing). ONet was trained apart from them, on real faces against real
+non-faces (Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded
+Convolutional Networks", 2016); on a face's upright 48 x 48 crop it gives a face/non-face logit.
+Measured (benchmarks/detect_quality.py): real faces 3.8-16 (small turned cyclists, LFW, the
+real set, a talking head in a car), the drawn characters BlazeFace keeps -7.9-4.6.
+
+The weights: facenet-pytorch 2.6.0's `onet.pt` (MIT), converted once into
+abawtools/weights/mtcnn_onet.safetensors by tools/convert_mtcnn_onet.py (NOTICE-mtcnn.md).
+"""
+
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from abawtools.errors import AbawError
+
+WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "mtcnn_onet.safetensors")
+
+
+class ONet(nn.Module):
+    """MTCNN's output network, as published: four convolutions with PReLU (three max pools), one
+    dense layer of 256, then a face/non-face pair of logits (the box and landmark heads of the
+    original are not needed to say whether it is a face, so they are not kept)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+
+    def forward(self, x):
+        """x: (N, 3, 48, 48) RGB scaled as MTCNN's (pixel - 127.5) / 128 -> (N,) face logit."""
+        # ceil_mode: Caffe's pooling, which the weights were trained with (48 -> 23 -> 10 -> 5 -> 4)
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
+        x = self.prelu4(self.conv4(x))
+        # the dense layer was trained on Caffe's (C, W, H) flattening, not torch's (C, H, W)
+        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).reshape(len(x), -1)))
+        logits = self.dense6_1(x)
+        return logits[:, 1] - logits[:, 0]  # log(p / (1 - p)) of the softmax's face probability
+
+
+class FaceCheck:
+    """ONet on the faces of BGR frames: `logits(image, faces)` -> their face logits; a face with a
+    logit below `threshold` is not a face. On `device`, in one batch per call."""
+
+    SIZE = 48
+
+    def __init__(self, threshold, device="cpu", path=WEIGHTS):
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path)
+        except Exception as exc:
+            raise AbawError(f"{path}: cannot read the face check's weights ({str(exc).splitlines()[0]}); "
+                            "reinstall abawtools") from None
+        self.device = torch.device(device)
+        self.net = ONet()
+        self.net.load_state_dict(state)
+        self.net.eval().to(self.device)
+        self.threshold = threshold
+
+    def crop(self, image, face):
+        """The face's box as ONet takes it: squared on its centre, turned upright by the roll of its
+        eyes (ONet was trained on upright faces), 48 x 48, RGB."""
+        import cv2
+
+        from abawtools.blazeface import roll_of
+
+        _, (x, y, w, h), kp = face
+        centre = (x + w / 2.0, y + h / 2.0)
+        M = cv2.getRotationMatrix2D(centre, roll_of(kp), self.SIZE / max(w, h, 1))
+        M[:, 2] += self.SIZE / 2.0 - np.array(centre)
+        patch = cv2.warpAffine(image, M, (self.SIZE, self.SIZE), flags=cv2.INTER_AREA, borderValue=0)
+        return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
+
+    @torch.no_grad()
+    def logits_of(self, patches):
+        """Face logits of prepared crops (a list of 48 x 48 RGB arrays)."""
+        if not patches:
+            return np.zeros(0)
+        x = torch.from_numpy(np.stack(patches)).to(self.device).permute(0, 3, 1, 2).float()
+        return self.net((x - 127.5) / 128.0).float().cpu().numpy().astype(np.float64)
