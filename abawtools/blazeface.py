@@ -29,8 +29,8 @@ WEIGHTS = MODELS["full"][0]
 
 
 class TFLiteGraph(torch.nn.Module):
-    """A converted TFLite graph of CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, PRELU, PAD, MAX_POOL_2D,
-    RESHAPE, CONCATENATION, RESIZE_BILINEAR operators, executed in order."""
+    """A converted TFLite graph of CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, PAD, MAX_POOL_2D, RESHAPE,
+    CONCATENATION, RESIZE_BILINEAR operators, executed in order."""
 
     def __init__(self, path=WEIGHTS):
         super().__init__()
@@ -97,9 +97,6 @@ class TFLiteGraph(torch.nn.Module):
                 values[out] = F.relu(y) if op["relu"] else y
             elif kind == "RELU":
                 values[out] = F.relu(get(ins[0]))
-            elif kind == "PRELU":  # the slope per channel, stored NHWC as (1, 1, C)
-                x, slope = get(ins[0]), self.consts[ins[1]]
-                values[out] = torch.where(x >= 0, x, x * slope.reshape(1, -1, 1, 1))
             elif kind == "PAD":
                 p = self.consts[ins[1]].tolist()  # NHWC: [[n0, n1], [h0, h1], [w0, w1], [c0, c1]]
                 values[out] = F.pad(get(ins[0]), (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1]))

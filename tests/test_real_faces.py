@@ -37,6 +37,39 @@ def test_no_false_face_in_real_pictures_and_the_real_faces_kept(sets, refine):
     assert set(missed) <= {"camera.jpg small in a scene"}
 
 
+@pytest.fixture(scope="module")
+def drawn():
+    return realfaces.cartoons(), realfaces.titles()
+
+
+@pytest.mark.parametrize("refine", [True, False], ids=["aligned (default)", "no-align"])
+def test_cartoon_characters_and_title_cards_are_not_faces(drawn, refine):
+    """Drawn faces fool both BlazeFace looks (their verification included): 84 of the 312 cartoon
+    frames had a face before ONet's check (measured), 1 with it; title cards none either way."""
+    characters, cards = drawn
+    finder = FaceFinder(refine=refine)
+    false = [name for name, image in characters + cards if finder(image)]
+    print(f"refine={refine}: a face in {len(false)} of {len(characters)} cartoon and {len(cards)} title frames: {false}")
+    assert len(false) <= 0.01 * (len(characters) + len(cards))
+    assert sum(bool(f) for f in FaceFinder(refine=refine, check=0).find_batch([im for _, im in characters])) > 50
+
+
+def test_the_check_runs_batched_and_takes_the_real_faces(sets):
+    """ONet's logits for the real faces BlazeFace finds: all above the default threshold, the same
+    in one batch as one face at a time."""
+    from abawtools.facecheck import FaceCheck
+
+    positives, _ = sets
+    finder = FaceFinder(refine=True, check=0)
+    check = FaceCheck(finder.CHECK)
+    crops = [check.crop(image, faces[0]) for (_, image), faces in
+             zip(positives, finder.find_batch([im for _, im in positives])) if faces]
+    batched = check.logits_of(crops)
+    one_by_one = np.concatenate([check.logits_of([c]) for c in crops])
+    np.testing.assert_allclose(batched, one_by_one, rtol=0, atol=1e-4)
+    assert len(crops) >= 14 and batched.min() > np.log(finder.CHECK / (1 - finder.CHECK))
+
+
 def test_the_drawing_was_a_face_before_the_verification(sets):
     drawing = cv2.imread(DRAWING)
     assert FaceFinder(refine=True, trust=0.6, check=0)(drawing)  # the first look alone, as before 0.4
@@ -98,3 +131,51 @@ def test_without_alignment_a_run_of_frames_is_verified_once_every_relook_frames(
     finder.RELOOK = 1
     looked.clear()
     assert not any(finder.find_batch([drawing] * 10)) and looked == [20]
+
+
+def test_the_converted_check_equals_facenet_pytorchs_onet():
+    """Developer check against the original (skipped unless ABAW_FACENET_DIR is the unpacked
+    facenet-pytorch 2.6.0 wheel, see tools/convert_mtcnn_onet.py): its ONet, loaded from its own
+    onet.pt, gives the same face probability as ours on real face crops and on noise. Its package
+    imports torchvision, which is not needed for ONet: stubbed."""
+    import importlib.util
+    import sys
+    import types
+
+    import torch
+
+    from abawtools.facecheck import FaceCheck
+
+    folder = os.environ.get("ABAW_FACENET_DIR")
+    source = folder and os.path.join(folder, "facenet_pytorch", "models", "mtcnn.py")
+    if not source or not os.path.exists(source):
+        pytest.skip("ABAW_FACENET_DIR does not hold facenet-pytorch's models/mtcnn.py")
+    stubs = {"facenet_pytorch": types.ModuleType("facenet_pytorch"),
+             "facenet_pytorch.models": types.ModuleType("facenet_pytorch.models"),
+             "facenet_pytorch.models.utils": types.ModuleType("facenet_pytorch.models.utils"),
+             "facenet_pytorch.models.utils.detect_face": types.ModuleType("facenet_pytorch.models.utils.detect_face")}
+    stubs["facenet_pytorch.models.utils.detect_face"].detect_face = stubs[
+        "facenet_pytorch.models.utils.detect_face"].extract_face = None
+    saved = {k: sys.modules.get(k) for k in stubs}
+    sys.modules.update(stubs)
+    try:
+        spec = importlib.util.spec_from_file_location("facenet_pytorch.models.mtcnn", source)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        theirs = module.ONet(pretrained=True).eval()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    positives = realfaces.positives()
+    check, finder = FaceCheck(0.5), FaceFinder(refine=True, check=0)
+    crops = [check.crop(image, faces[0]) for (_, image), faces in
+             zip(positives, finder.find_batch([im for _, im in positives])) if faces]
+    crops += list(np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8))
+    x = (torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() - 127.5) * 0.0078125
+    with torch.no_grad():
+        prob = theirs(x)[2][:, 1].numpy()
+    ours = 1 / (1 + np.exp(-check.logits_of(crops)))
+    np.testing.assert_allclose(ours, prob, rtol=0, atol=1e-5)

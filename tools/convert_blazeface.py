@@ -74,7 +74,7 @@ def main(src, dst):
             o.Init(table.Bytes, table.Pos)
             options = {"align_corners": bool(o.AlignCorners()), "half_pixel": bool(o.HalfPixelCenters()),
                        "size": g.Tensors(outs[0]).ShapeAsNumpy().tolist()[1:3]}
-        elif kind not in ("RELU", "PAD", "PRELU"):
+        elif kind not in ("RELU", "PAD"):
             raise SystemExit(f"operator {kind} is not supported by abawtools.blazeface")
         for i in ins:
             if i < 0 or i in tensors:
