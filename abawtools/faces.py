@@ -25,7 +25,8 @@ class FaceCropper:
     """
 
     def __init__(self, spec=None, margin=0.25, detect=True, detect_width=320, detector="haar", align=False,
-                 min_score=None, device="cpu", confirm_score=None, trust_score=None, check_score=None):
+                 min_score=None, device="cpu", confirm_score=None, trust_score=None, check_score=None,
+                 small_faces=True):
         import cv2
 
         self.spec = spec or ImageSpec(size=112)
@@ -39,7 +40,7 @@ class FaceCropper:
 
             # alignment needs keypoints from the upright second look of every face
             self.blazeface = FaceFinder(min_score, confirm_score, refine=align, device=device, trust=trust_score,
-                                        check=check_score)
+                                        check=check_score, tiles=small_faces)
             return
         if detector not in ("haar", "blazeface"):
             raise AbawError(f"unknown face detector {detector!r} (haar or blazeface)")

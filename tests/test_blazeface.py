@@ -234,6 +234,7 @@ def test_crops_are_aligned_by_default_and_no_align_keeps_the_box(detector, tmp_p
                                    ["--face-score", "0.5", "--detector", "haar"], ["--face-score", "0.5", "--no-detect"],
                                    ["--confirm-score", "0.8", "--detector", "haar"],
                                    ["--check-score", "0.5", "--detector", "haar"], ["--check-score", "0.5", "--no-detect"],
+                                   ["--no-small-faces", "--detector", "haar"],
                                    ["--subject", "left", "--no-detect"]])
 def test_detector_options_without_the_detector_are_usage_errors(run, tmp_path, flags):
     """Before any work: the video is not even opened (x.mp4 does not exist)."""

@@ -32,9 +32,10 @@ def test_no_false_face_in_real_pictures_and_the_real_faces_kept(sets, refine):
     print(f"refine={refine}: false faces {len(false)}/{len(negatives)}, real faces missed {len(missed)}/{len(positives)}: "
           f"{missed}")
     assert false == []
-    # the one miss: the cameraman's face at ~33 pixels in a 640x480 scene, missed with or without
-    # the verification (measured: every setting)
-    assert set(missed) <= {"camera.jpg small in a scene"}
+    # the cameraman's face at ~33 pixels in a 640x480 scene was missed by every setting of the
+    # whole frame's look (measured); the tiles find it
+    assert missed == []
+    assert not FaceFinder(refine=refine, tiles=False)(dict(positives)["camera.jpg small in a scene"])
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,31 @@ def test_extract_visual_gives_nan_rows_exactly_where_real_frames_have_no_face(tm
     assert sorted(os.listdir(tmp_path / "crops" / "v")) == [".abawtools", "00001.jpg", "00003.jpg", "00005.jpg"]
 
 
+def test_extract_visual_finds_a_small_face_and_not_a_cartoon(tmp_path, sets, drawn):
+    """Through the CLI: the cameraman at ~33 pixels in a scene (a face row; a NaN row with
+    --no-small-faces, the whole frame's look alone), a cartoon character ONet turns down (NaN)
+    and one it would take at --check-score 0 (a face row then)."""
+    positives, _ = sets
+    characters, _ = drawn
+    small = dict(positives)["camera.jpg small in a scene"]
+    frames = [small, dict(characters)["femaleAdventurer_idle.png on a background"]]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, image in enumerate(frames):
+        canvas = np.full((480, 640, 3), 60, np.uint8)
+        canvas[: image.shape[0], : image.shape[1]] = image[:480, :640]
+        cv2.imwrite(str(folder / f"{t + 1:05d}.png"), canvas)
+
+    def rows(*flags):
+        result = invoke("extract-visual", folder, "-o", tmp_path / "v.npy", *flags)
+        assert result.exit_code == 0, result.stderr
+        return np.isfinite(np.load(tmp_path / "v.npy")).all(axis=1).tolist()
+
+    assert rows() == [True, False]
+    assert rows("--no-small-faces") == [False, False]
+    assert rows("--check-score", "0") == [True, True]
+
+
 def test_a_container_announcing_a_few_more_frames_is_a_note_not_an_alarm():
     from abawtools.commands.extract_visual import frame_count_note
 
@@ -114,7 +140,7 @@ def test_without_alignment_a_run_of_frames_is_verified_once_every_relook_frames(
     again every RELOOK frames: one second look per run, not one per frame (its cost, 14-20 % of the
     front end's frames/s when every frame was verified, falls by RELOOK)."""
     positives, _ = sets
-    finder = FaceFinder(refine=False)
+    finder = FaceFinder(refine=False, tiles=False)  # the whole frame's looks (tiles take no runs)
     real = next(image for name, image in positives if name == "grace_hopper.jpg")  # 0.79 at first look
     assert finder.far.score_threshold <= finder.far(real)[0][0] < finder.trust
     looked = []
