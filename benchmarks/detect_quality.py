@@ -1,12 +1,13 @@
-"""What `--face-score`, `--confirm-score` and `--trust-score` trade: faces found against faces
-invented, at several thresholds, for BlazeFace's two looks (with alignment: extract-visual's
-default; and --no-align) and its first look alone, in one run.
+"""What `--face-score`, `--confirm-score`, `--trust-score`, `--check-score` and `--small-faces`
+trade: faces found against faces invented, at several thresholds, for BlazeFace's two looks (with
+alignment: extract-visual's default; and --no-align), ONet's check, the small-face tiles, and the
+first look alone, in one run.
 
     python benchmarks/detect_quality.py [--frames 16] [--blobs 240]
 
 The real set first (tests/data/real: real faces as they are, rolled, dark, small in a real scene,
-covered; real pictures without a face: letters, logos, a drawing, an animal, objects, textures,
-whole and quartered); with scikit-image installed also its LFW subset (100 real faces of 25 px,
+covered; real pictures without a face: letters, logos, a drawing, animals, objects, textures,
+whole and quartered; drawn ones: 312 frames of cartoon characters, 88 title cards); with scikit-image installed also its LFW subset (100 real faces of 25 px,
 enlarged to 100 px; 100 real non-face patches), which is not kept in the repository.
 
 Frames are 640x480 with the project's face photo at 50 pixels (tests/data/face-astronaut.png):
@@ -111,7 +112,20 @@ def clips():
 def real_sets():
     import realfaces
 
-    return realfaces.positives(), realfaces.negatives()
+    return realfaces.positives(), realfaces.negatives(), realfaces.cartoons(), realfaces.titles()
+
+
+def settings():
+    """(name, detect) of the detector settings the real set is measured with."""
+    return [("first look 0.6 alone", lambda fr, d=BlazeFace("full", 0.6): d.detect_batch(fr)),
+            ("two looks, unverified (0.3)", FaceFinder(refine=True, trust=0.6, check=0, tiles=False).find_batch),
+            ("--face-score 0.8, unverified", FaceFinder(0.8, refine=True, trust=0.6, check=0, tiles=False).find_batch),
+            ("verified, unchecked", FaceFinder(refine=True, check=0, tiles=False).find_batch),
+            ("verified, checked at 0.7", FaceFinder(refine=True, check=0.7, tiles=False).find_batch),
+            ("verified, checked at 0.95", FaceFinder(refine=True, tiles=False).find_batch),
+            ("verified, checked at 0.98", FaceFinder(refine=True, check=0.98, tiles=False).find_batch),
+            ("default (+ small-face tiles)", FaceFinder(refine=True).find_batch),
+            ("default --no-align", FaceFinder().find_batch)]
 
 
 def main():
@@ -119,25 +133,23 @@ def main():
     p.add_argument("--frames", type=int, default=16, help="frames per hard condition")
     p.add_argument("--blobs", type=int, default=240, help="faceless blob frames")
     args = p.parse_args()
-    positives, negatives = real_sets()
+    positives, negatives, cartoons, titles = real_sets()
     faces_lfw = lfw()
-    real = [("first look 0.6 alone", lambda fr, d=BlazeFace("full", 0.6): d.detect_batch(fr)),
-            ("two looks, no verification (0.3)", FaceFinder(refine=True, trust=0.6).find_batch),
-            ("--face-score 0.8, no verification", FaceFinder(0.8, refine=True, trust=0.6).find_batch),
-            ("default (verify below 0.85)", FaceFinder(refine=True).find_batch),
-            ("default --no-align", FaceFinder().find_batch),
-            ("--trust-score 1.01 (verify all)", FaceFinder(refine=True, trust=1.01).find_batch)]
-    print(f"real set: {len(positives)} real-face frames, {len(negatives)} real frames without a face"
+    real = settings()
+    drawn = len(negatives) + len(cartoons) + len(titles)
+    print(f"real set: {len(positives)} real-face frames; frames without a face: {len(negatives)} photos, letters "
+          f"and logos, {len(cartoons)} cartoon characters, {len(titles)} title cards"
           + (", LFW subset 100 + 100" if faces_lfw else " (pip install scikit-image for its LFW subset too)"))
-    print(f"{'detector':36s}{'faces found':>12s}{'false faces':>12s}" + (f"{'LFW found':>11s}{'LFW false':>11s}"
-                                                                           if faces_lfw else ""))
+    print(f"{'detector':30s}{'faces found':>12s}{'photos':>8s}{'cartoons':>9s}{'titles':>8s}{'all no-face':>12s}"
+          + (f"{'LFW found':>10s}{'LFW false':>10s}" if faces_lfw else ""))
     for name, detect in real:
         found = sum(bool(f) for f in detect([im for _, im in positives]))
-        false = sum(bool(f) for f in detect([im for _, im in negatives]))
-        line = f"{name:36s}{100 * found / len(positives):11.1f}%{100 * false / len(negatives):11.1f}%"
+        false = [sum(bool(f) for f in detect([im for _, im in group])) for group in (negatives, cartoons, titles)]
+        line = (f"{name:30s}{100 * found / len(positives):11.1f}%" + "".join(f"{n:>{w}d}" for n, w in zip(false, (8, 9, 8)))
+                + f"{100 * sum(false) / drawn:11.2f}%")
         if faces_lfw:
-            line += (f"{sum(bool(f) for f in detect(faces_lfw[0])):>10d}%"
-                     f"{sum(bool(f) for f in detect(faces_lfw[1])):>10d}%")
+            line += (f"{sum(bool(f) for f in detect(faces_lfw[0])):>9d}%"
+                     f"{sum(bool(f) for f in detect(faces_lfw[1])):>9d}%")
         print(line)
     videos = clips()
     if videos:
@@ -152,9 +164,10 @@ def main():
     plain, blobs = faceless(args.blobs)
     detectors = [(f"first look {s}", lambda fr, d=BlazeFace("full", s): d.detect_batch(fr)) for s in (0.5, 0.6, 0.7)]
     detectors += [(f"two looks {s}/{c}" + (" --no-align" if (s, c) == (0.6, 0.7) else ""),
-                   FaceFinder(s, c).find_batch) for s, c in ((0.6, 0.6), (0.6, 0.7), (0.7, 0.7), (0.8, 0.8))]
-    # the default since 0.3: aligned crops, so every face gets the upright second look
-    detectors.append(("two looks 0.6/0.7 (default)", FaceFinder(0.6, 0.7, refine=True).find_batch))
+                   FaceFinder(s, c, check=0, tiles=False).find_batch) for s, c in ((0.6, 0.6), (0.6, 0.7), (0.7, 0.7), (0.8, 0.8))]
+    # aligned crops (the default since 0.3), so every face gets the upright second look
+    detectors.append(("two looks 0.6/0.7 aligned", FaceFinder(0.6, 0.7, refine=True, check=0, tiles=False).find_batch))
+    detectors.append(("default (+ check, tiles)", FaceFinder(refine=True).find_batch))
     print(f"faces found of {args.frames} per condition; false faces on {len(plain)} plain/textured and "
           f"{len(blobs)} blob frames; two looks S/C: --face-score S, --confirm-score C")
     print(f"{'detector':28s}" + "".join(f"{name:>14s}" for name in sets) + f"{'plain':>8s}{'blobs':>8s}")

@@ -6,9 +6,11 @@ Makes a 25 fps H.264 clip of the fixture face moving over a background (PyAV), t
 same run: OpenCV decode alone; the full `extract-visual` path (threaded decode + face detection
 (Haar, BlazeFace's two looks, BlazeFace with --align) + crop + HOG); and `extract-audio` (PyAV demux + resample + log-mel) as a real-time factor.
 
-The verification's cost (--trust-score): a second clip of a real face that the first look scores
-below 0.85 in every frame (Grace Hopper, tests/data/real), so every frame is verified: BlazeFace
-with and without it, aligned (the default: the second look runs anyway) and --no-align.
+The verification's cost (--trust-score) and ONet's check's (--check-score): a second clip of a
+real face that the first look scores below 0.85 in every frame (Grace Hopper, tests/data/real), so
+every frame is verified and checked: BlazeFace with and without each, aligned (the default: the
+second look runs anyway) and --no-align. The small-face tiles' cost (--small-faces): a third clip
+without a face (a cartoon background of tests/data/real), where every frame is tiled.
 """
 
 import argparse
@@ -21,24 +23,29 @@ import numpy as np
 
 from abawtools import audio, demo, visual
 
-REAL_FACE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "real", "faces", "grace_hopper.jpg")
+REAL = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "real")
+REAL_FACE = os.path.join(REAL, "faces", "grace_hopper.jpg")
+FACELESS = os.path.join(REAL, "cartoon", "backgrounds", "abstract_1.jpg")
 
 
-def make_clip(path, seconds, size, face_path=None):
+def make_clip(path, seconds, size, face_path=None, background=None):
     import cv2
 
     w, h = size
     face = demo.load_face(face_path, size=int(h * 0.5)) if face_path else demo.load_face(size=int(h * 0.5))
     fh, fw = face.shape[:2]
     T = int(seconds * demo.FPS)
-    bg = cv2.resize(demo.background(0), (w, h))
+    bg = cv2.resize(cv2.imread(background) if background else demo.background(0), (w, h))
 
     def frames():
         for t in range(T):
             img = bg.copy()
-            x = int((w - fw) * (0.5 + 0.4 * math.sin(t / 40)))
-            y = int((h - fh) * (0.5 + 0.3 * math.sin(t / 25)))
-            img[y : y + fh, x : x + fw] = face
+            if background is None:  # a face moving over it; a given background stays faceless
+                x = int((w - fw) * (0.5 + 0.4 * math.sin(t / 40)))
+                y = int((h - fh) * (0.5 + 0.3 * math.sin(t / 25)))
+                img[y : y + fh, x : x + fw] = face
+            else:  # the picture drifting, as a title sequence's background does
+                img = np.roll(img, t * 2, axis=1)
             yield img
 
     wav = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * demo.RATE)) / demo.RATE)
@@ -71,11 +78,18 @@ def main():
     verified = {}
     real = os.path.join(os.path.dirname(path), "real.mp4")
     make_clip(real, args.seconds, size, REAL_FACE)
-    for name, align, trust in (("aligned, verified (default)", True, None), ("aligned, not verified", True, 0.6),
-                               ("--no-align, verified", False, None), ("--no-align, not verified", False, 0.6)):
-        cropper = visual.FaceCropper(extractor.spec, detector="blazeface", align=align, trust_score=trust)
+    faceless = os.path.join(os.path.dirname(path), "faceless.mp4")
+    make_clip(faceless, args.seconds, size, background=FACELESS)
+    settings = [(f"{mode}, {what}", clip, dict(align=align, **kw)) for mode, align in (("aligned", True), ("--no-align", False))
+                for clip, what, kw in ((real, "default", {}), (real, "not verified", {"trust_score": 0.6}),
+                                       (real, "not checked", {"check_score": 0}),
+                                       (real, "neither", {"trust_score": 0.6, "check_score": 0}),
+                                       (faceless, "faceless, default", {}),
+                                       (faceless, "faceless, --no-small-faces", {"small_faces": False}))]
+    for name, clip, kw in settings:
+        cropper = visual.FaceCropper(extractor.spec, detector="blazeface", **kw)
         t = time.perf_counter()
-        feats = visual.extract(visual.VideoFile(real), extractor, cropper, batch_size=64)
+        feats = visual.extract(visual.VideoFile(clip), extractor, cropper, batch_size=64)
         verified[name] = (len(feats) / (time.perf_counter() - t), np.isfinite(feats).all(axis=1).mean())
 
     t = time.perf_counter()
@@ -87,13 +101,15 @@ def main():
     for name, (full, found) in paths.items():
         print(f"decode + {name:15s} + crop + HOG: {full:7.0f} frames/s  = {full / decode:.2f} of decode "
               f"(face in {found:.0%} of frames)")
-    print("a real face the first look scores below 0.85 (every frame verified):")
+    print("a real face the first look scores below 0.85 (every frame verified and checked), and a faceless clip:")
     for name, (full, found) in verified.items():
-        print(f"  BlazeFace {name:28s} {full:7.0f} frames/s (face in {found:.0%} of frames)")
+        print(f"  BlazeFace {name:42s} {full:7.0f} frames/s (face in {found:.0%} of frames)")
     for mode in ("aligned", "--no-align"):
-        on, off = verified[f"{mode}, verified" + (" (default)" if mode == "aligned" else "")][0], \
-            verified[f"{mode}, not verified"][0]
-        print(f"  verification costs {100 * (1 - on / off):.1f} % of the front end's frames/s ({mode})")
+        fps = {k.split(", ", 1)[1]: v[0] for k, v in verified.items() if k.startswith(mode + ",")}
+        print(f"  {mode}: the verification costs {100 * (1 - fps['not checked'] / fps['neither']):.1f} %, ONet's "
+              f"check {100 * (1 - fps['not verified'] / fps['neither']):.1f} %, both {100 * (1 - fps['default'] / fps['neither']):.1f} % "
+              f"of the front end's frames/s; without a face, the tiles run at "
+              f"{fps['faceless, default'] / fps['faceless, --no-small-faces']:.2f}x the untiled rate")
     print(f"extract-audio fbank: {len(rows)} rows, real-time factor {rtf:.4f} ({1 / rtf:.0f}x faster than real time)")
 
 
