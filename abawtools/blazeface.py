@@ -330,7 +330,9 @@ class FaceFinder:
     # 4. a frame with no face is looked at again in four overlapping tiles, each this fraction of
     # its width and height, enlarged to the first look's input: the full-range network finds faces
     # down to ~5 % of the frame (a 33-pixel face in 640: 10 pixels of its 192), a tile's 1.7 times
-    # more (the real set's cameraman in a scene, missed before, is found)
+    # more (the real set's cameraman in a scene, missed before, is found). A faceless run is tiled
+    # every RELOOK frames (and along a face the tiles find): tiling every frame ran a faceless clip
+    # at 0.24x the untiled rate, this at 0.8x (benchmarks/extract_speed.py)
     TILE = 0.6
     # ... and only a small face is taken from a tile, under this fraction of the tile's longer
     # side (6 % of the frame's): a larger one the whole frame's look had its chance at. Without
@@ -411,26 +413,45 @@ class FaceFinder:
         """Faces of each image (BGR frames), as BlazeFace gives them. `map`: how to run the CPU
         preparation per image (a thread pool's map runs it in parallel)."""
         found = self._looks(images, map)
-        empty = [i for i, faces in enumerate(found) if self.tiles and not faces and min(images[i].shape[:2]) >= 64]
-        if empty:
-            where = [(i, x, y, tile) for i in empty for x, y, tile in _tiles(images[i], self.TILE)]
-            tiles = [tile for *_, tile in where]
-            # tiles are not a video's frames in order: no runs to inherit a verdict along
-            for (i, x, y, tile), faces in zip(where, self._looks(tiles, map, runs=False)):
-                small = self.TILE_FACE * max(tile.shape[:2])
-                found[i] += [(s, (bx + x, by + y, bw, bh), kp + (x, y)) for s, (bx, by, bw, bh), kp in faces
-                             if max(bw, bh) < small]
-            for i in empty:  # a face in the tiles' overlap is found twice: the best kept
-                found[i] = _distinct(found[i], self.far.iou_threshold)
+        if self.tiles:
+            self._small_faces(images, found, map)
         return self._checked(images, found, map)
 
-    def _looks(self, images, map=map, runs=True):
-        """Faces after the two looks (and their verification), before the check and the tiles."""
+    def _small_faces(self, images, found, map=map):
+        """The tiles' faces added to `found`'s faceless frames. Frames of a batch are a video's, in
+        order: a faceless run is tiled every RELOOK frames and, from a frame where the tiles find a
+        face, frame by frame both ways while they find one (a face small in a scene stays there),
+        so a long faceless run costs one tiled look per RELOOK frames, a small face's run all."""
+        faceless = {i for i, faces in enumerate(found) if not faces and min(images[i].shape[:2]) >= 64}
+        todo, tiled = {i for i in faceless if i % self.RELOOK == 0}, set()
+        while todo:
+            hits = self._tiled(images, sorted(todo), found, map)
+            tiled |= todo
+            todo = {j for i in hits for j in (i - 1, i + 1) if j in faceless and j not in tiled}
+
+    def _tiled(self, images, frames, found, map=map):
+        """Looks at `frames` (indices) in four tiles each, adds their small faces to `found`, and
+        returns the indices where a face was found."""
+        where = [(i, x, y, tile) for i in frames for x, y, tile in _tiles(images[i], self.TILE)]
+        small = [self.TILE_FACE * max(tile.shape[:2]) for *_, tile in where]
+        # tiles are not a video's frames in order: no runs to inherit a verdict along
+        looks = self._looks([tile for *_, tile in where], map, runs=False, smaller=small)
+        for (i, x, y, _), faces in zip(where, looks):
+            found[i] += [(s, (bx + x, by + y, bw, bh), kp + (x, y)) for s, (bx, by, bw, bh), kp in faces]
+        for i in frames:  # a face in the tiles' overlap is found twice: the best kept
+            found[i] = _distinct(found[i], self.far.iou_threshold)
+        return [i for i in frames if found[i]]
+
+    def _looks(self, images, map=map, runs=True, smaller=None):
+        """Faces after the two looks (and their verification), before the check and the tiles;
+        `smaller`: per image, the side a face must be under (the tiles': before any second look,
+        which is what a tile costs: a textured frame gives tens of weak candidates)."""
         first = list(map(self.far.letterbox, images))
         found = self.far.detect_prepared([p[0] for p in first], [p[1] for p in first], floor=self.floor)
         strong = self.far.score_threshold
         # weak candidates of under 4 pixels are noise, and give the second look no surroundings
-        found = [[f for f in faces if f[0] >= strong or min(f[1][2:]) >= 4] for faces in found]
+        found = [[f for f in faces if (f[0] >= strong or min(f[1][2:]) >= 4)
+                  and (smaller is None or max(f[1][2:]) < smaller[i])] for i, faces in enumerate(found)]
         inherit = {} if self.refine or not runs else self._runs(found)
         looks = [(i, j) for i, faces in enumerate(found) for j, f in enumerate(faces)
                  if self.refine or f[0] < strong or (f[0] < self.trust and (i, j) not in inherit)]

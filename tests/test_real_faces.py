@@ -159,6 +159,24 @@ def test_without_alignment_a_run_of_frames_is_verified_once_every_relook_frames(
     assert not any(finder.find_batch([drawing] * 10)) and looked == [20]
 
 
+def test_small_faces_tiled_every_relook_frames_and_along_a_found_face(sets, drawn, monkeypatch):
+    """A batch is a video's frames in order: a faceless run is tiled every RELOOK frames (a long
+    faceless stretch costs a tiled look per 8 frames, not per frame); where the tiles find a small
+    face, the frames on both sides are tiled too while they keep finding it."""
+    positives, _ = sets
+    finder = FaceFinder(refine=True)
+    tiled = []
+    original = finder._tiled
+    monkeypatch.setattr(finder, "_tiled", lambda images, frames, found, map=map: tiled.append(list(frames))
+                        or original(images, frames, found, map))
+    small = dict(positives)["camera.jpg small in a scene"]
+    found = finder.find_batch([small] * 11)
+    assert all(found) and sorted(sum(tiled, [])) == list(range(11)) and tiled[0] == [0, 8]
+    tiled.clear()
+    background = realfaces._cartoon_backgrounds()[0]
+    assert not any(finder.find_batch([background] * 11)) and tiled == [[0, 8]]
+
+
 def test_the_converted_check_equals_facenet_pytorchs_onet():
     """Developer check against the original (skipped unless ABAW_FACENET_DIR is the unpacked
     facenet-pytorch 2.6.0 wheel, see tools/convert_mtcnn_onet.py): its ONet, loaded from its own
