@@ -36,7 +36,7 @@ class FaceCropper:
             raise AbawError("alignment needs facial keypoints: --detector blazeface")
         self.blazeface = None
         if detect and detector == "blazeface":
-            from abawtools.blazeface import FaceFinder  # torch: only when asked for
+            from abawtools.facefinder import FaceFinder  # torch: only when asked for
 
             # alignment needs keypoints from the upright second look of every face
             self.blazeface = FaceFinder(min_score, confirm_score, refine=align, device=device, trust=trust_score,

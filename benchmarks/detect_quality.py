@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from abawtools import demo  # noqa: E402
-from abawtools.blazeface import BlazeFace, FaceFinder  # noqa: E402
+from abawtools.blazeface import BlazeFace  # noqa: E402
+from abawtools.facefinder import FaceFinder  # noqa: E402
 
 FACE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "face-astronaut.png")
 

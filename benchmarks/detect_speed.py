@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from abawtools import demo, visual  # noqa: E402
-from abawtools.blazeface import BlazeFace, FaceFinder  # noqa: E402
+from abawtools.blazeface import BlazeFace  # noqa: E402
+from abawtools.facefinder import FaceFinder  # noqa: E402
 
 
 def frames(n, angle, seed=0):

@@ -94,7 +94,8 @@ def frames_with_faces(n):
 
 
 def figure_blazeface(device, quick, peak):
-    from abawtools.blazeface import BlazeFace, FaceFinder
+    from abawtools.blazeface import BlazeFace
+    from abawtools.facefinder import FaceFinder
 
     frames = frames_with_faces(32 if quick else 512)
     finder = FaceFinder(device=str(device), refine=True)  # extract-visual's default: aligned crops

@@ -9,8 +9,9 @@ import pytest
 from conftest import FACE_PNG
 
 from abawtools import demo
-from abawtools.blazeface import BlazeFace, FaceFinder, TFLiteGraph
+from abawtools.blazeface import BlazeFace, TFLiteGraph
 from abawtools.errors import AbawError
+from abawtools.facefinder import FaceFinder
 from abawtools.visual import FaceCropper, HogExtractor
 
 

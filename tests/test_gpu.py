@@ -38,7 +38,7 @@ SMALL = ["--d-model", "32", "--layers", "1", "--heads", "4", "--batch-size", "16
 def test_blazeface_batched_on_the_device_finds_the_cpu_faces():
     from test_blazeface import _rolled_frames
 
-    from abawtools.blazeface import FaceFinder
+    from abawtools.facefinder import FaceFinder
 
     frames = _rolled_frames(0, n=6) + _rolled_frames(60, n=6)
     here, cpu = FaceFinder(device=DEVICE).find_batch(frames), FaceFinder(device="cpu").find_batch(frames)

@@ -13,7 +13,7 @@ import pytest
 import realfaces
 from conftest import invoke
 
-from abawtools.blazeface import FaceFinder
+from abawtools.facefinder import FaceFinder
 
 DRAWING = os.path.join(realfaces.REAL, "noface", "minduka_present_blue_pack.png")
 
