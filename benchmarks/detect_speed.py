@@ -2,8 +2,10 @@
 detection width, as extract-visual runs it) against BlazeFace (run by torch): the first look alone,
 the two looks of extract-visual's default on upright faces (no second look needed) and on faces
 rolled by 60 degrees (a second look each), and with --align (a second look for every face plus the
-warp onto the template). CPU figures are frames/s on one thread; with a GPU, also the batched
-projection on it. Prints the ratios to Haar.
+warp onto the template); what ONet's check costs there (--check-score 0 without it), and the
+small-face tiles on frames without a face (a cartoon background of tests/data/real;
+--no-small-faces without them). CPU figures are frames/s on one thread; with a GPU, also the
+batched projection on it. Prints the ratios to Haar.
 
     python benchmarks/detect_speed.py [--frames 128] [--batch 64]
 """
@@ -18,6 +20,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from abawtools import demo, visual  # noqa: E402
+
+FACELESS = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "real", "cartoon", "backgrounds", "abstract_1.jpg")
 from abawtools.blazeface import BlazeFace  # noqa: E402
 from abawtools.facefinder import FaceFinder  # noqa: E402
 
@@ -91,23 +95,37 @@ def main():
     haar = visual.FaceCropper(visual.HogExtractor.spec)
     first, two = BlazeFace("full"), FaceFinder()
     aligner = visual.FaceCropper(visual.HogExtractor.spec, detector="blazeface", align=True)
+    unchecked = visual.FaceCropper(visual.HogExtractor.spec, detector="blazeface", align=True, check_score=0)
+    untiled = visual.FaceCropper(visual.HogExtractor.spec, detector="blazeface", align=True, small_faces=False)
+    bg = cv2.resize(cv2.imread(FACELESS), (640, 480))
+    faceless = [np.roll(bg, 2 * t, axis=1) for t in range(args.frames)]
 
-    def align(batch):
-        faces = aligner.find_batch(batch)
-        return [[aligner.region(im, f[0])] if f else [] for im, f in zip(batch, faces)]
+    def aligned(cropper):
+        def run(batch):
+            faces = cropper.find_batch(batch)
+            return [[cropper.region(im, f[0])] if f else [] for im, f in zip(batch, faces)]
+        return run
+
+    align = aligned(aligner)
 
     runs = [("Haar (320 px)", lambda b: [haar.find_all(f) for f in b], upright),
             ("BlazeFace first look", first.detect_batch, upright),
             ("two looks, upright faces", two.find_batch, upright),
             ("two looks, 60-degree roll", two.find_batch, rolled),
             ("aligned (default), upright", align, upright),
-            ("aligned (default), rolled", align, rolled)]
+            ("aligned (default), rolled", align, rolled),
+            ("aligned, unchecked, upright", aligned(unchecked), upright),
+            ("aligned, faceless frames", align, faceless),
+            ("aligned, faceless, untiled", aligned(untiled), faceless)]
     rates = {}
     print(f"CPU, one thread, {args.frames} frames of 640x480, batches of {args.batch}:")
     for name, fn, items in runs:
         rates[name], found = rate(fn, items, args.batch)
         print(f"  {name:30s} {rates[name]:7.1f} frames/s  face in {found}/{len(items)}  "
               f"({rates[name] / rates['Haar (320 px)']:.2f}x Haar)")
+    print(f"  ONet's check costs {100 * (1 - rates['aligned (default), upright'] / rates['aligned, unchecked, upright']):.1f} % "
+          f"of the aligned rate; frames without a face run at "
+          f"{rates['aligned, faceless frames'] / rates['aligned, faceless, untiled']:.2f}x with the small-face tiles")
     projection(first, upright, args.batch)
     if torch.cuda.is_available():
         print(f"GPU ({torch.cuda.get_device_name()}), the network on it, the rest on one CPU thread:")

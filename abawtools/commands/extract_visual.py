@@ -37,7 +37,7 @@ from abawtools.commands import _common
               help="BlazeFace (default: on): frames where no face is found are looked at again in four "
               "overlapping tiles (one frame in 8 of a faceless run, and every frame along a face found so), "
               "for faces under 6 % of the frame (a 30-pixel face in 640) that the whole frame's look misses. "
-              "Costs nothing where a face is found, ~20 % of the rate on faceless footage; --no-small-faces "
+              "Costs nothing where a face is found, 15-30 % of the rate on faceless footage; --no-small-faces "
               "turns it off.")
 @click.option("--align/--no-align", default=None,
               help="With --detector blazeface (default: on): warp each face by its eyes, nose and mouth onto the "
