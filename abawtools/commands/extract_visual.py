@@ -31,7 +31,7 @@ from abawtools.commands import _common
 @click.option("--check-score", type=_common.Finite(0, 1), default=None,
               help="BlazeFace: every face found is then asked of MTCNN's ONet (a face classifier trained apart "
               "from BlazeFace, shipped in the package); below this face probability it is not a face (default "
-              "0.95: drawn cartoon characters BlazeFace keeps fell from 82 to 3 of 312 frames, real faces all "
+              "0.95: drawn cartoon characters BlazeFace keeps fell from 84 to 1 of 312 frames, real faces all "
               "kept; faces covered by flat bars 39 to 32 of 48). 0.7: MTCNN's own; 0: no check (before 0.4).")
 @click.option("--small-faces/--no-small-faces", default=None,
               help="BlazeFace (default: on): frames where no face is found are looked at again in four "
