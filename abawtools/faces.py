@@ -171,12 +171,17 @@ class FaceTrack:
     false detection never takes over. A frame where the tracked face is not found is a frame
     without a face. When it is lost:
     - a face alone in view, where the subject was alone in view too, is the subject at once (a
-      scene cut or a jump that moves the only person: Aff-Wild2's YouTube videos cut often);
+      scene cut or a jump that moves the only person: Aff-Wild2's YouTube videos cut often), if
+      it is within `ALONE_SIZE` times the subject's size: a much smaller (or larger) lone face is
+      someone else until proved otherwise (the small-face tiles find faces far behind a subject who
+      turns away), and waits `patience` as a passer-by does;
     - where two or more faces are, or were, in view, another face is taken only after `patience`
       frames without the tracked one (a passer-by is not the subject), unless a shot cut is seen
       (`cut()`, from ShotCuts): then the subject is chosen again at once;
     - after frames with nobody in view, the next face to appear is chosen again.
     """
+
+    ALONE_SIZE = 2.0
 
     def __init__(self, subject="largest", patience=25):
         if subject not in SUBJECTS:
@@ -219,7 +224,8 @@ class FaceTrack:
                     and 1 / 1.5 < f[2] / w < 1.5]
             if near:
                 return self._take(min(near, key=lambda f: abs(f[0] - x) + abs(f[1] - y) + abs(f[2] - w)), faces)
-            if len(faces) == 1 and mine and self.alone and not self.crowded:
+            if (len(faces) == 1 and mine and self.alone and not self.crowded
+                    and 1 / self.ALONE_SIZE <= mine[0][2] / w <= self.ALONE_SIZE):
                 return self._take(mine[0], faces)  # the only person, moved (a cut): the subject
             if not faces or self.lost == 0 or self.crowded:
                 self.crowded = self.crowded or bool(faces)

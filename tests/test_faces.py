@@ -155,6 +155,22 @@ def test_face_track_rules_on_boxes():
     assert track([a, b], 480) in (a, b)
 
 
+def test_a_much_smaller_lone_face_is_not_the_subject_at_once():
+    """The subject alone in view turns away; the small-face tiles find a face a quarter its size
+    far behind: someone else until `patience` frames have passed (before: taken at once, a silent
+    wrong face), while a lone face of about the subject's size is still taken at once (a cut)."""
+    from abawtools.faces import FaceTrack
+
+    subject, far_behind, moved = (40, 60, 120, 120, None), (400, 40, 30, 30, None), (300, 80, 140, 140, None)
+    track = FaceTrack("largest", patience=25)
+    assert track([subject], 640) == subject
+    assert [track([far_behind], 640) for _ in range(25)] == [None] * 25
+    assert track([far_behind], 640) == far_behind  # after patience, as for a passer-by
+    track = FaceTrack("largest", patience=25)
+    assert track([subject], 640) == subject
+    assert track([moved], 640) == moved
+
+
 def test_crops_layout_read_back_gives_the_same_features_with_any_workers(run, tmp_path):
     frames = [_frame(right=False)] * 6 + [_frame(False, False)] * 3 + [_frame(right=False)] * 5
     video = _video(tmp_path / "clip.mp4", frames)
