@@ -255,3 +255,17 @@ def roll_of(keypoints):
     """The head's roll in degrees (0: eyes level; positive: turned clockwise on screen), from the eyes."""
     (rx, ry), (lx, ly) = keypoints[0], keypoints[1]
     return float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+
+
+def upright_patch(image, face, side, size, interpolation):
+    """A face's surroundings turned upright by the roll of its eyes: the square of `side` times its
+    box's longer side around its centre, as a size x size RGB patch, and the 2 x 3 map from frame
+    to patch pixels (the second look's input and ONet's crop are both cut so)."""
+    import cv2
+
+    _, (x, y, w, h), kp = face
+    centre = (x + w / 2.0, y + h / 2.0)
+    M = cv2.getRotationMatrix2D(centre, roll_of(kp), size / (side * max(w, h, 1)))
+    M[:, 2] += size / 2.0 - np.array(centre)
+    patch = cv2.warpAffine(image, M, (size, size), flags=interpolation, borderValue=0)
+    return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), M

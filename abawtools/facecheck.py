@@ -53,12 +53,13 @@ class ONet(nn.Module):
 
 
 class FaceCheck:
-    """ONet on the faces of BGR frames: `logits(image, faces)` -> their face logits; a face with a
-    logit below `threshold` is not a face. On `device`, in one batch per call."""
+    """ONet on the faces of BGR frames: `crop(image, face)` cuts a face as ONet takes it,
+    `logits_of(crops)` gives their face logits, on `device`, in one batch per call; a face whose
+    logit is below `threshold` (the logit of the face probability `score`) is not a face."""
 
     SIZE = 48
 
-    def __init__(self, threshold, device="cpu", path=WEIGHTS):
+    def __init__(self, score, device="cpu", path=WEIGHTS):
         from safetensors.torch import load_file
 
         try:
@@ -70,21 +71,17 @@ class FaceCheck:
         self.net = ONet()
         self.net.load_state_dict(state)
         self.net.eval().to(self.device)
-        self.threshold = threshold
+        p = min(max(score, 1e-6), 1 - 1e-6)
+        self.threshold = float(np.log(p / (1 - p)))
 
     def crop(self, image, face):
         """The face's box as ONet takes it: squared on its centre, turned upright by the roll of its
         eyes (ONet was trained on upright faces), 48 x 48, RGB."""
         import cv2
 
-        from abawtools.blazeface import roll_of
+        from abawtools.blazeface import upright_patch
 
-        _, (x, y, w, h), kp = face
-        centre = (x + w / 2.0, y + h / 2.0)
-        M = cv2.getRotationMatrix2D(centre, roll_of(kp), self.SIZE / max(w, h, 1))
-        M[:, 2] += self.SIZE / 2.0 - np.array(centre)
-        patch = cv2.warpAffine(image, M, (self.SIZE, self.SIZE), flags=cv2.INTER_AREA, borderValue=0)
-        return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
+        return upright_patch(image, face, 1.0, self.SIZE, cv2.INTER_AREA)[0]
 
     @torch.no_grad()
     def logits_of(self, patches):

@@ -4,7 +4,7 @@ verification of faces the first look is unsure of, ONet's check of every face
 
 import numpy as np
 
-from abawtools.blazeface import BlazeFace, _iou, roll_of
+from abawtools.blazeface import BlazeFace, _iou, upright_patch
 
 
 def _tiles(image, fraction):
@@ -14,15 +14,17 @@ def _tiles(image, fraction):
     return [(x, y, image[y : y + th, x : x + tw]) for y in (0, h - th) for x in (0, w - tw)]
 
 
+def _xyxy(face):
+    """A face's box (x, y, w, h) as (x0, y0, x1, y1), as _iou takes it."""
+    x, y, w, h = face[1]
+    return (x, y, x + w, y + h)
+
+
 def _distinct(faces, iou):
     """Faces best first, each dropped where it overlaps a better one by more than `iou`."""
-    def xyxy(face):
-        x, y, w, h = face[1]
-        return (x, y, x + w, y + h)
-
     kept = []
     for face in sorted(faces, key=lambda f: -f[0]):
-        if all(_iou(xyxy(face), xyxy(k)) <= iou for k in kept):
+        if all(_iou(_xyxy(face), _xyxy(k)) <= iou for k in kept):
             kept.append(face)
     return kept
 
@@ -110,23 +112,17 @@ class FaceFinder:
         if self.check_score > 0:
             from abawtools.facecheck import FaceCheck
 
-            p = min(self.check_score, 1 - 1e-6)
-            self.check = FaceCheck(float(np.log(p / (1 - p))), device=device)
+            self.check = FaceCheck(self.check_score, device=device)
 
     def __call__(self, image):
         return self.find_batch([image])[0]
 
     def upright(self, image, face):
-        """The second look's input: face's surroundings turned upright (RGB), and the map back."""
+        """The second look's input: face's surroundings (twice its box) turned upright (RGB), and the map back."""
         import cv2
 
-        _, (x, y, w, h), kp = face
-        side = 2.0 * max(w, h, 1)
-        centre = (x + w / 2.0, y + h / 2.0)
-        M = cv2.getRotationMatrix2D(centre, roll_of(kp), self.close.size / side)
-        M[:, 2] += np.array([self.close.size / 2.0, self.close.size / 2.0]) - np.array(centre)
-        patch = cv2.warpAffine(image, M, (self.close.size, self.close.size), flags=cv2.INTER_LINEAR, borderValue=0)
-        return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), cv2.invertAffineTransform(M)
+        patch, M = upright_patch(image, face, 2.0, self.close.size, cv2.INTER_LINEAR)
+        return patch, cv2.invertAffineTransform(M)
 
     def _centred(self, candidate, back, faces, agreement, offset=0.5):
         """The second look's face nearest the patch's centre (the candidate), of about its size
@@ -144,10 +140,6 @@ class FaceFinder:
         continues one of the previous frame's (IoU > 0.5; frames of a batch are a video's, in
         order) takes the verdict of its run's first face, looked at again every RELOOK frames:
         without alignment a run then costs one second look, not one per frame."""
-        def xyxy(face):
-            x, y, w, h = face[1]
-            return (x, y, x + w, y + h)
-
         strong = self.far.score_threshold
         to_verify = [[strong <= f[0] < self.trust for f in faces] for faces in found]
         inherit = {}
@@ -156,7 +148,7 @@ class FaceFinder:
                 if not to_verify[i][j]:
                     continue
                 for k, before in enumerate(found[i - 1]):
-                    if to_verify[i - 1][k] and _iou(xyxy(face), xyxy(before)) > 0.5:
+                    if to_verify[i - 1][k] and _iou(_xyxy(face), _xyxy(before)) > 0.5:
                         head = inherit.get((i - 1, k), (i - 1, k))
                         if i - head[0] < self.RELOOK:
                             inherit[i, j] = head
